@@ -1,0 +1,35 @@
+namespace Kumo.Core;
+
+/// <summary>Stable RFC 9457 problem type URIs. Clients match on these; never change one.</summary>
+public static class ProblemTypes
+{
+    private const string Base = "https://kumo.dev/problems/";
+
+    public const string Validation = Base + "validation";
+    public const string MalformedBody = Base + "malformed-body";
+    public const string UnsupportedMediaType = Base + "unsupported-media-type";
+    public const string NotFound = Base + "not-found";
+    public const string Conflict = Base + "conflict";
+    public const string PreconditionFailed = Base + "precondition-failed";
+    public const string PreconditionRequired = Base + "precondition-required";
+    public const string NoCapacity = Base + "no-capacity";
+    public const string InvalidState = Base + "invalid-state";
+    public const string NodeBusy = Base + "node-busy";
+    public const string Internal = Base + "internal";
+}
+
+/// <summary>RFC 9457 problem details as Kumo sends them.</summary>
+public sealed record Problem
+{
+    public required string Type { get; init; }
+    public required string Title { get; init; }
+    public int Status { get; init; }
+    public string? Detail { get; init; }
+    public string? Instance { get; init; }
+
+    /// <summary>For validation errors: field name to messages.</summary>
+    public IReadOnlyDictionary<string, string[]>? Errors { get; init; }
+
+    /// <summary>For scheduling failures: why each node was rejected.</summary>
+    public IReadOnlyDictionary<string, string>? Rejections { get; init; }
+}

@@ -1,0 +1,110 @@
+namespace Kumo.Core;
+
+public sealed record Node
+{
+    public required string Id { get; init; }
+    public required string Name { get; init; }
+    public required string State { get; init; }
+    public required string Accelerator { get; init; }
+    public int Cpus { get; init; }
+    public long MemoryBytes { get; init; }
+    public int UsedCpus { get; init; }
+    public long UsedMemoryBytes { get; init; }
+    public int FreeCpus { get; init; }
+    public long FreeMemoryBytes { get; init; }
+    public int Instances { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public DateTimeOffset? LastHeartbeat { get; init; }
+    public string? AgentVersion { get; init; }
+    public long Version { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+public sealed record Image
+{
+    public required string Id { get; init; }
+    public required string Name { get; init; }
+    public required string Project { get; init; }
+    public string Type { get; init; } = "vm";
+    public required string Readiness { get; init; }
+    public string? Description { get; init; }
+    public bool BuiltIn { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+public sealed record Instance
+{
+    public required string Id { get; init; }
+    public required string Name { get; init; }
+    public required string Project { get; init; }
+    public string Type { get; init; } = "vm";
+    public required string Image { get; init; }
+    public int Cpus { get; init; }
+    public long MemoryBytes { get; init; }
+    public long DiskBytes { get; init; }
+    public string? Node { get; init; }
+    public required string State { get; init; }
+    public required string DesiredPower { get; init; }
+    public string? StatusMessage { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public string? Description { get; init; }
+    public long Version { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+}
+
+/// <summary>Body of POST /instances.</summary>
+public sealed record InstancesPost
+{
+    public string? Name { get; init; }
+    public string? Type { get; init; }
+    public string? Image { get; init; }
+    public int? Cpus { get; init; }
+
+    /// <summary>Memory as a size string ("256M") or plain bytes.</summary>
+    public string? Memory { get; init; }
+
+    public string? Disk { get; init; }
+    public string? Node { get; init; }
+
+    /// <summary>Create without booting.</summary>
+    public bool? Stopped { get; init; }
+
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+    public string? Description { get; init; }
+}
+
+/// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>
+public sealed record InstancePut
+{
+    public IReadOnlyDictionary<string, string>? Labels { get; init; }
+    public string? Description { get; init; }
+}
+
+public sealed record Operation
+{
+    public required string Id { get; init; }
+    public required string Kind { get; init; }
+    public required string Target { get; init; }
+    public required string Status { get; init; }
+    public string? Message { get; init; }
+    public string? Error { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+}
+
+/// <summary>One line of an operation's progress stream (SSE).</summary>
+public sealed record OperationEvent
+{
+    public required string OperationId { get; init; }
+    public required string Status { get; init; }
+    public string? Message { get; init; }
+    public DateTimeOffset At { get; init; }
+}
+
+public sealed record ServerInfo
+{
+    public required string Version { get; init; }
+    public required string StateDir { get; init; }
+    public int Nodes { get; init; }
+}
