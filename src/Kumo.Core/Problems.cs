@@ -15,6 +15,7 @@ public static class ProblemTypes
     public const string NoCapacity = Base + "no-capacity";
     public const string InvalidState = Base + "invalid-state";
     public const string NodeBusy = Base + "node-busy";
+    public const string Forbidden = Base + "forbidden";
     public const string Internal = Base + "internal";
 }
 

@@ -72,6 +72,9 @@ public sealed record InstancesPost
 
     public IReadOnlyDictionary<string, string>? Labels { get; init; }
     public string? Description { get; init; }
+
+    /// <summary>Only nodes carrying all of these labels are considered.</summary>
+    public IReadOnlyDictionary<string, string>? NodeSelector { get; init; }
 }
 
 /// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>

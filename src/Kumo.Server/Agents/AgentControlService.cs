@@ -1,0 +1,92 @@
+using Dapper;
+using Grpc.Core;
+using Kumo.Protocol;
+using Kumo.Server.Instances;
+using Kumo.Server.Storage;
+
+namespace Kumo.Server.Agents;
+
+/// <summary>The gRPC face kumod shows to agents.</summary>
+public sealed class AgentControlService(Database db, NodeService nodes, InstanceService instances, NodeSignals signals)
+    : AgentControl.AgentControlBase
+{
+    /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
+    private static readonly TimeSpan ResendEvery = TimeSpan.FromSeconds(15);
+
+    public override async Task<RegisterReply> Register(RegisterRequest request, ServerCallContext context)
+    {
+        var id = await nodes.RegisterAsync(request.NodeName, request.Cpus, request.MemoryBytes, request.Accelerator,
+            request.Labels, request.AgentVersion, context.CancellationToken);
+        return new RegisterReply { NodeId = id, HeartbeatIntervalMs = (int)nodes.Health.HeartbeatInterval.TotalMilliseconds };
+    }
+
+    public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        var (known, resync) = await nodes.HeartbeatAsync(request.NodeId, context.CancellationToken);
+        return new HeartbeatReply { Known = known, Resync = resync };
+    }
+
+    public override async Task WatchDesired(WatchRequest request, IServerStreamWriter<DesiredState> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        long revision = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            var state = await DesiredAsync(request.NodeId, ct);
+            state.Revision = ++revision;
+            await responseStream.WriteAsync(state, ct);
+            try
+            {
+                await signals.WaitAsync(request.NodeId, ResendEvery, ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    public override async Task<StatusReply> ReportStatus(StatusReport request, ServerCallContext context)
+    {
+        nodes.Touch(request.NodeId);
+        if (request.Instances.Count > 0)
+        {
+            await db.WriteAsync(ctx =>
+            {
+                foreach (var s in request.Instances)
+                    instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
+            }, context.CancellationToken);
+        }
+        return new StatusReply();
+    }
+
+    internal Task<DesiredState> DesiredAsync(string nodeId, CancellationToken ct) => db.ReadAsync(c =>
+    {
+        var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
+            string DesiredPower, string StopMode, long BootGeneration, string? Readiness)>(
+            """
+            SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
+                   (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)
+            FROM instances i WHERE i.node_id = @nodeId ORDER BY i.id
+            """, new { nodeId });
+        var state = new DesiredState();
+        foreach (var r in rows)
+        {
+            state.Instances.Add(new DesiredInstance
+            {
+                Id = r.Id,
+                Name = r.Name,
+                Type = r.Type,
+                Image = r.Image,
+                Cpus = (int)r.Cpus,
+                MemoryBytes = r.MemoryBytes,
+                DiskBytes = r.DiskBytes,
+                Power = r.DesiredPower,
+                StopMode = r.StopMode,
+                BootGeneration = r.BootGeneration,
+                Readiness = r.Readiness ?? Core.ReadinessModes.Marker,
+            });
+        }
+        return state;
+    }, ct);
+}

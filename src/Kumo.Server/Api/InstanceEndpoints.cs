@@ -1,0 +1,66 @@
+using System.Globalization;
+using Kumo.Core;
+using Kumo.Server.Instances;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Kumo.Server.Api;
+
+internal static class InstanceEndpoints
+{
+    public static void Map(RouteGroupBuilder api)
+    {
+        var g = api.MapGroup("/instances").WithTags("instances");
+
+        g.MapGet("/", (InstanceService s, string? state, string? type, CancellationToken ct) => s.ListAsync(state, type, ct))
+            .Requires("instance", "list");
+
+        g.MapGet("/{name}", async (InstanceService s, HttpContext http, string name, CancellationToken ct) =>
+        {
+            var i = await s.GetAsync(name, ct);
+            http.Response.Headers.ETag = ETag(i.Version);
+            return i;
+        }).Requires("instance", "get");
+
+        g.MapPost("/", async (InstanceService s, HttpRequest req, CancellationToken ct) =>
+            Accepted(await s.CreateAsync(await Problems.ReadJsonAsync<InstancesPost>(req), ct)))
+            .Accepts<InstancesPost>("application/json").Produces<Operation>(202).Requires("instance", "create");
+
+        g.MapPut("/{name}", async (InstanceService s, HttpRequest req, HttpContext http, string name, CancellationToken ct) =>
+        {
+            var version = ParseIfMatch(req.Headers.IfMatch.ToString());
+            var i = await s.PutAsync(name, await Problems.ReadJsonAsync<InstancePut>(req), version, ct);
+            http.Response.Headers.ETag = ETag(i.Version);
+            return i;
+        }).Accepts<InstancePut>("application/json").Requires("instance", "update");
+
+        foreach (var action in new[] { "start", "stop", "restart", "destroy" })
+        {
+            g.MapPost($"/{{name}}/{action}", async (InstanceService s, string name, CancellationToken ct) =>
+                Accepted(await s.ActAsync(name, action, ct))).Produces<Operation>(202).Requires("instance", action);
+        }
+
+        g.MapDelete("/{name}", async (InstanceService s, string name, bool? force, CancellationToken ct) =>
+            Accepted(await s.DeleteAsync(name, force ?? false, ct))).Produces<Operation>(202).Requires("instance", "delete");
+    }
+
+    internal static IResult Accepted(Operation op) =>
+        op.Status == OperationStatuses.Succeeded && op.Kind != "create"
+            ? TypedResults.Ok(op)
+            : TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
+
+    private static string ETag(long version) => $"\"{version.ToString(CultureInfo.InvariantCulture)}\"";
+
+    private static long ParseIfMatch(string header)
+    {
+        if (string.IsNullOrWhiteSpace(header))
+            throw new ProblemException(428, ProblemTypes.PreconditionRequired, "If-Match is required",
+                "send the ETag from GET in an If-Match header so concurrent changes are not lost");
+        var v = header.Trim().Trim('"');
+        if (v.StartsWith("W/", StringComparison.Ordinal)) v = v[2..].Trim('"');
+        return long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var version)
+            ? version
+            : throw new ProblemException(412, ProblemTypes.PreconditionFailed, "If-Match does not match", $"'{header}' is not an ETag this server issued");
+    }
+}

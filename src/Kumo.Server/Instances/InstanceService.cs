@@ -1,0 +1,258 @@
+using Dapper;
+using Kumo.Core;
+using Kumo.Server.Agents;
+using Kumo.Server.Api;
+using Kumo.Server.Operations;
+using Kumo.Server.Scheduling;
+using Kumo.Server.Storage;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace Kumo.Server.Instances;
+
+/// <summary>
+/// Instance lifecycle on the control-plane side: every change is one write that updates the desired state,
+/// records an operation and, once durable, wakes the node's agent. Agents report what they observe; the
+/// reports finish the operations.
+/// </summary>
+public sealed class InstanceService(
+    Database db, Scheduler scheduler, OperationStore operations, NodeSignals signals,
+    IOptions<InstanceDefaults> defaults, TimeProvider time)
+{
+    public const string DefaultProject = "default";
+
+    private const string SelectWithNode =
+        "SELECT i.*, n.name AS node_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id";
+
+    public Task<List<Instance>> ListAsync(string? state, string? type, CancellationToken ct) =>
+        db.ReadAsync(c => c.Query<InstanceRow>(
+            SelectWithNode + " WHERE i.project = @project AND (@state IS NULL OR i.state = @state) AND (@type IS NULL OR i.type = @type) ORDER BY i.name",
+            new { project = DefaultProject, state, type }).Select(r => r.ToApi()).ToList(), ct);
+
+    public async Task<Instance> GetAsync(string name, CancellationToken ct) =>
+        (await db.ReadAsync(c => Find(c, null, name), ct))?.ToApi() ?? throw ProblemException.NotFound("instance", name);
+
+    public async Task<Operation> CreateAsync(InstancesPost? body, CancellationToken ct)
+    {
+        var req = InstanceRequestValidator.Validate(body, defaults.Value);
+        try
+        {
+            return await db.WriteAsync(ctx => Create(ctx, req), ct);
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == 19)
+        {
+            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists");
+        }
+    }
+
+    private Operation Create(WriteContext ctx, ValidCreate req)
+    {
+        var c = ctx.Connection;
+        if (Find(c, ctx.Transaction, req.Name) is not null)
+            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists");
+        var image = c.QuerySingleOrDefault<ImageRow>("SELECT * FROM images WHERE project IN (@project, 'system') AND type = @type AND name = @name",
+            new { project = DefaultProject, type = req.Type, name = req.Image }, ctx.Transaction)
+            ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
+        if (req.Node is not null && c.ExecuteScalar<long>("SELECT count(*) FROM nodes WHERE name = @name", new { name = req.Node }, ctx.Transaction) == 0)
+            throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
+
+        Scheduler.NodeView node;
+        try
+        {
+            node = scheduler.Place(ctx, new PlacementRequest(req.Cpus, req.MemoryBytes, req.Node, req.NodeSelector));
+        }
+        catch (NoCapacityException e)
+        {
+            throw new ProblemException(409, ProblemTypes.NoCapacity, "No node can host this instance",
+                $"no node has room for {req.Cpus} vCPU and {ByteSize.Format(req.MemoryBytes)}: "
+                + string.Join("; ", e.Rejections.Select(r => $"{r.Key}: {r.Value}")))
+            { Rejections = e.Rejections };
+        }
+
+        var now = Json.Now(time);
+        var row = new InstanceRow
+        {
+            Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
+            Name = req.Name,
+            Project = DefaultProject,
+            Type = req.Type,
+            Image = image.Name,
+            Cpus = req.Cpus,
+            MemoryBytes = req.MemoryBytes,
+            DiskBytes = req.DiskBytes,
+            NodeId = node.Id,
+            State = InstanceStates.Creating,
+            DesiredPower = req.Stopped ? PowerStates.Stopped : PowerStates.Running,
+            StopMode = StopModes.Graceful,
+            BootGeneration = req.Stopped ? 0 : 1,
+            StatusMessage = $"placed on {node.Name}",
+            Labels = Json.Labels(req.Labels),
+            Description = req.Description,
+            Version = 1,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        c.Execute(
+            """
+            INSERT INTO instances (id, name, project, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
+                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at)
+            VALUES (@Id, @Name, @Project, @Type, @Image, @Cpus, @MemoryBytes, @DiskBytes, @NodeId, @State, @DesiredPower,
+                @StopMode, @BootGeneration, @StatusMessage, @Labels, @Description, @Version, @CreatedAt, @UpdatedAt)
+            """, row, ctx.Transaction);
+        var op = operations.Insert(ctx, "create", req.Name, row.Id,
+            req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}");
+        var nodeId = node.Id;
+        ctx.OnCommit(() => signals.Notify(nodeId));
+        return op;
+    }
+
+    public Task<Operation> ActAsync(string name, string action, CancellationToken ct) =>
+        db.WriteAsync(ctx => Act(ctx, name, action), ct);
+
+    private Operation Act(WriteContext ctx, string name, string action)
+    {
+        var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+        if (row.DesiredPower == PowerStates.Deleted)
+            throw ProblemException.InvalidState($"instance '{name}' is being deleted");
+        var running = row.DesiredPower == PowerStates.Running;
+        switch (action)
+        {
+            case "start" when running && row.State == InstanceStates.Running:
+            case "stop" when !running && row.State == InstanceStates.Stopped && row.StopMode == StopModes.Graceful:
+            case "destroy" when !running && row.State == InstanceStates.Stopped:
+                return operations.Insert(ctx, action, name, null, null, 0, $"instance is already {row.State}");
+            case "start" or "restart":
+                row.DesiredPower = PowerStates.Running;
+                row.BootGeneration++;
+                break;
+            case "stop":
+                row.DesiredPower = PowerStates.Stopped;
+                row.StopMode = StopModes.Graceful;
+                break;
+            case "destroy":
+                row.DesiredPower = PowerStates.Stopped;
+                row.StopMode = StopModes.Force;
+                break;
+            default:
+                throw ProblemException.Validation("action", $"unknown action '{action}'; use start, stop, restart or destroy");
+        }
+        Save(ctx, row);
+        var expect = row.DesiredPower == PowerStates.Running ? InstanceStates.Running : InstanceStates.Stopped;
+        return operations.Insert(ctx, action, name, row.Id, expect, row.BootGeneration, $"{action} requested");
+    }
+
+    public Task<Operation> DeleteAsync(string name, bool force, CancellationToken ct) =>
+        db.WriteAsync(ctx => Delete(ctx, name, force), ct);
+
+    private Operation Delete(WriteContext ctx, string name, bool force)
+    {
+        var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+        var active = row.State is InstanceStates.Running or InstanceStates.Starting or InstanceStates.Stopping or InstanceStates.Creating
+            || row.DesiredPower == PowerStates.Running;
+        if (active && !force && row.DesiredPower != PowerStates.Deleted)
+            throw ProblemException.InvalidState($"instance '{name}' is {row.State}; stop it first or delete with --force");
+        if (row.NodeId is null || scheduler.NodeState(row.NodeId) == NodeStates.Down && force)
+        {
+            // Nobody can confirm the delete; remove it now. A returning agent drops guests it is no longer assigned.
+            Remove(ctx, row, "deleted while its node was unreachable");
+            return operations.Insert(ctx, "delete", name, null, null, 0, "deleted (node unreachable)");
+        }
+        row.DesiredPower = PowerStates.Deleted;
+        row.StopMode = StopModes.Force;
+        row.State = InstanceStates.Deleting;
+        Save(ctx, row);
+        return operations.Insert(ctx, "delete", name, row.Id, PowerStates.Deleted, 0, "delete requested");
+    }
+
+    public Task<Instance> PutAsync(string name, InstancePut? put, long ifMatch, CancellationToken ct)
+    {
+        if (put is null)
+            throw new ProblemException(400, ProblemTypes.MalformedBody, "The request body is missing", "send a JSON object");
+        var errors = new Dictionary<string, List<string>>();
+        InstanceRequestValidator.ValidateLabels(put.Labels, "labels", (f, m) => (errors.TryGetValue(f, out var l) ? l : errors[f] = []).Add(m));
+        if (put.Description is { Length: > InstanceRequestValidator.MaxDescription })
+            errors["description"] = [$"description is longer than {InstanceRequestValidator.MaxDescription} characters"];
+        if (errors.Count > 0) throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+        return db.WriteAsync(ctx =>
+        {
+            var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+            if (row.Version != ifMatch)
+                throw new ProblemException(412, ProblemTypes.PreconditionFailed, "The instance changed since you read it",
+                    $"If-Match version {ifMatch} is stale; the current version is {row.Version}; read it again and retry");
+            if (put.Labels is not null) row.Labels = Json.Labels(put.Labels);
+            if (put.Description is not null) row.Description = put.Description;
+            Save(ctx, row, notify: false);
+            return row.ToApi();
+        }, ct);
+    }
+
+    /// <summary>Applies an agent's observations: state, progress, completion of operations, removal after delete.</summary>
+    internal void ApplyStatus(WriteContext ctx, string nodeId, string id, string state, string? message, long generation, bool gone)
+    {
+        var row = ctx.Connection.QuerySingleOrDefault<InstanceRow>(SelectWithNode + " WHERE i.id = @id AND i.node_id = @nodeId",
+            new { id, nodeId }, ctx.Transaction);
+        if (row is null) return;
+        if (gone)
+        {
+            if (row.DesiredPower != PowerStates.Deleted) return;
+            operations.Observe(ctx, id, state, generation, gone: true, "deleted");
+            Remove(ctx, row, null);
+            return;
+        }
+        if (!InstanceStates.All.Contains(state)) return;
+        // A guest that powered itself off (or died) at the generation we asked for stays off, as a real machine would.
+        if (state == InstanceStates.Stopped && row.DesiredPower == PowerStates.Running && generation >= row.BootGeneration && row.BootGeneration > 0)
+            row.DesiredPower = PowerStates.Stopped;
+        var shown = row.DesiredPower == PowerStates.Deleted ? InstanceStates.Deleting : state;
+        if (row.State != shown || row.StatusMessage != message)
+        {
+            row.State = shown;
+            row.StatusMessage = message;
+            Save(ctx, row, notify: false);
+        }
+        operations.Observe(ctx, id, state, generation, gone: false, message);
+    }
+
+    /// <summary>Marks every instance of a node lost (missed heartbeats).</summary>
+    internal void MarkLost(WriteContext ctx, string nodeId)
+    {
+        ctx.Connection.Execute(
+            "UPDATE instances SET state = 'lost', status_message = 'node stopped sending heartbeats', version = version + 1, updated_at = @now WHERE node_id = @nodeId AND state <> 'lost'",
+            new { nodeId, now = Json.Now(time) }, ctx.Transaction);
+    }
+
+    /// <summary>Deletes every instance row of a node being removed by force.</summary>
+    internal void RemoveAllOnNode(WriteContext ctx, string nodeId)
+    {
+        foreach (var row in ctx.Connection.Query<InstanceRow>("SELECT * FROM instances WHERE node_id = @nodeId", new { nodeId }, ctx.Transaction).ToList())
+            Remove(ctx, row, "its node was removed");
+    }
+
+    private void Remove(WriteContext ctx, InstanceRow row, string? failOpsWith)
+    {
+        if (failOpsWith is not null) operations.FailAll(ctx, row.Id, failOpsWith);
+        ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
+        if (row.NodeId is { } nodeId)
+        {
+            scheduler.Release(ctx, nodeId, (int)row.Cpus, row.MemoryBytes);
+            ctx.OnCommit(() => signals.Notify(nodeId));
+        }
+    }
+
+    private void Save(WriteContext ctx, InstanceRow row, bool notify = true)
+    {
+        row.Version++;
+        row.UpdatedAt = Json.Now(time);
+        ctx.Connection.Execute(
+            """
+            UPDATE instances SET state = @State, desired_power = @DesiredPower, stop_mode = @StopMode, boot_generation = @BootGeneration,
+                status_message = @StatusMessage, labels = @Labels, description = @Description, version = @Version, updated_at = @UpdatedAt
+            WHERE id = @Id
+            """, row, ctx.Transaction);
+        if (notify && row.NodeId is { } nodeId) ctx.OnCommit(() => signals.Notify(nodeId));
+    }
+
+    private static InstanceRow? Find(SqliteConnection c, SqliteTransaction? tx, string name) =>
+        c.QuerySingleOrDefault<InstanceRow>(SelectWithNode + " WHERE i.project = @project AND i.name = @name",
+            new { project = DefaultProject, name }, tx);
+}

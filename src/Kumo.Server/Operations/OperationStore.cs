@@ -1,0 +1,105 @@
+using Dapper;
+using Kumo.Core;
+using Kumo.Server.Storage;
+
+namespace Kumo.Server.Operations;
+
+/// <summary>Operation rows: created with the change they track, finished by the status that proves it done.</summary>
+public sealed class OperationStore(Database db, OperationHub hub, TimeProvider time)
+{
+    public async Task<Operation?> GetAsync(string id, CancellationToken ct) =>
+        (await db.ReadAsync(c => c.QuerySingleOrDefault<OperationRow>("SELECT * FROM operations WHERE id = @id", new { id }), ct))?.ToApi();
+
+    /// <summary>
+    /// Inserts an operation inside a write. Older unfinished operations on the same instance are failed as
+    /// superseded, so a waiter never hangs on an outcome that can no longer happen.
+    /// </summary>
+    internal Operation Insert(WriteContext ctx, string kind, string target, string? instanceId, string? expect, long minGeneration, string message)
+    {
+        if (instanceId is not null)
+        {
+            foreach (var old in Pending(ctx, instanceId))
+                Finish(ctx, old, OperationStatuses.Failed, old.Message, $"superseded by a later {kind} request");
+        }
+        var now = Json.Now(time);
+        var row = new OperationRow
+        {
+            Id = Ulid.NewUlid().ToString(),
+            Kind = kind,
+            Target = target,
+            InstanceId = instanceId,
+            Expect = expect,
+            MinGeneration = minGeneration,
+            Status = expect is null ? OperationStatuses.Succeeded : OperationStatuses.Running,
+            Message = message,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        ctx.Connection.Execute(
+            """
+            INSERT INTO operations (id, kind, target, instance_id, expect, min_generation, status, message, error, created_at, updated_at)
+            VALUES (@Id, @Kind, @Target, @InstanceId, @Expect, @MinGeneration, @Status, @Message, NULL, @CreatedAt, @UpdatedAt)
+            """, row, ctx.Transaction);
+        Publish(ctx, row);
+        return row.ToApi();
+    }
+
+    internal List<OperationRow> Pending(WriteContext ctx, string instanceId) =>
+        ctx.Connection.Query<OperationRow>(
+            "SELECT * FROM operations WHERE instance_id = @instanceId AND status IN ('pending', 'running')",
+            new { instanceId }, ctx.Transaction).ToList();
+
+    /// <summary>Applies an observed instance state to every operation waiting on that instance.</summary>
+    internal void Observe(WriteContext ctx, string instanceId, string state, long generation, bool gone, string? message)
+    {
+        foreach (var op in Pending(ctx, instanceId))
+        {
+            var done = op.Expect switch
+            {
+                PowerStates.Deleted => gone,
+                InstanceStates.Running => state == InstanceStates.Running && generation >= op.MinGeneration,
+                InstanceStates.Stopped => state == InstanceStates.Stopped,
+                _ => false,
+            };
+            if (done)
+                Finish(ctx, op, OperationStatuses.Succeeded, message ?? state, null);
+            else if (state == InstanceStates.Error && !gone)
+                Finish(ctx, op, OperationStatuses.Failed, message, message ?? "the instance went into error");
+            else if (message is not null && message != op.Message)
+                Progress(ctx, op, message);
+        }
+    }
+
+    /// <summary>Fails every open operation on an instance (it was removed by force, or its node was removed).</summary>
+    internal void FailAll(WriteContext ctx, string instanceId, string error)
+    {
+        foreach (var op in Pending(ctx, instanceId))
+            Finish(ctx, op, OperationStatuses.Failed, op.Message, error);
+    }
+
+    private void Progress(WriteContext ctx, OperationRow op, string message)
+    {
+        op.Message = message;
+        op.UpdatedAt = Json.Now(time);
+        ctx.Connection.Execute("UPDATE operations SET message = @Message, updated_at = @UpdatedAt WHERE id = @Id", op, ctx.Transaction);
+        Publish(ctx, op);
+    }
+
+    private void Finish(WriteContext ctx, OperationRow op, string status, string? message, string? error)
+    {
+        op.Status = status;
+        op.Message = message;
+        op.Error = error;
+        op.UpdatedAt = Json.Now(time);
+        ctx.Connection.Execute(
+            "UPDATE operations SET status = @Status, message = @Message, error = @Error, updated_at = @UpdatedAt WHERE id = @Id",
+            op, ctx.Transaction);
+        Publish(ctx, op);
+    }
+
+    private void Publish(WriteContext ctx, OperationRow op)
+    {
+        var e = new OperationEvent { OperationId = op.Id, Status = op.Status, Message = op.Error ?? op.Message, At = Json.Time(op.UpdatedAt) };
+        ctx.OnCommit(() => hub.Publish(e));
+    }
+}

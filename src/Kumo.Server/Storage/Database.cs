@@ -1,0 +1,268 @@
+using System.Threading.Channels;
+using Microsoft.Data.Sqlite;
+
+namespace Kumo.Server.Storage;
+
+/// <summary>What a write can register to run after its transaction commits or rolls back.</summary>
+public sealed class WriteContext
+{
+    private List<Action>? _onCommit;
+    private List<Action>? _onRollback;
+
+    internal WriteContext(SqliteConnection connection, SqliteTransaction transaction)
+    {
+        Connection = connection;
+        Transaction = transaction;
+    }
+
+    public SqliteConnection Connection { get; }
+    public SqliteTransaction Transaction { get; }
+
+    /// <summary>Runs once the batch holding this write is durable (e.g. notify watchers).</summary>
+    public void OnCommit(Action action) => (_onCommit ??= []).Add(action);
+
+    /// <summary>Runs if this write is undone (e.g. give back in-memory capacity).</summary>
+    public void OnRollback(Action action) => (_onRollback ??= []).Add(action);
+
+    internal void RunCommit() => _onCommit?.ForEach(a => a());
+
+    internal void RunRollback()
+    {
+        if (_onRollback is null) return;
+        for (var i = _onRollback.Count - 1; i >= 0; i--) _onRollback[i]();
+        _onRollback = null;
+        _onCommit = null;
+    }
+}
+
+/// <summary>
+/// The embedded SQLite store. Reads use pooled connections concurrently (WAL). All writes go through one writer
+/// loop that groups whatever is queued into a single durable transaction (group commit): each write runs inside
+/// its own savepoint, so one failing write does not undo its neighbours, and no caller is answered before the
+/// batch's COMMIT has been fsynced.
+/// </summary>
+public sealed class Database : IAsyncDisposable
+{
+    private const int MaxBatch = 512;
+
+    private readonly string _connectionString;
+    private readonly Channel<IPendingWrite> _writes = Channel.CreateUnbounded<IPendingWrite>(new() { SingleReader = true });
+    private readonly SqliteConnection _writer;
+    private readonly Task _writerLoop;
+    private readonly SemaphoreSlim _exclusive = new(1, 1);
+
+    public Database(string path)
+    {
+        Path = path;
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        _writer = Open();
+        Exec(_writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+        SchemaVersion = Migrations.Apply(_writer);
+        _writerLoop = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    public string Path { get; }
+    public int SchemaVersion { get; }
+
+    /// <summary>Number of committed write batches; with group commit it grows slower than the number of writes.</summary>
+    public long Commits { get; private set; }
+
+    public SqliteConnection Open()
+    {
+        var c = new SqliteConnection(_connectionString);
+        c.Open();
+        Exec(c, "PRAGMA busy_timeout = 30000;");
+        return c;
+    }
+
+    public async Task<T> ReadAsync<T>(Func<SqliteConnection, T> read, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        await using var c = Open();
+        return read(c);
+    }
+
+    public Task<T> WriteAsync<T>(Func<WriteContext, T> write, CancellationToken ct)
+    {
+        var pending = new PendingWrite<T>(write);
+        ObjectDisposedException.ThrowIf(!_writes.Writer.TryWrite(pending), this);
+        return pending.Task.WaitAsync(ct);
+    }
+
+    public Task WriteAsync(Action<WriteContext> write, CancellationToken ct) =>
+        WriteAsync<bool>(c => { write(c); return true; }, ct);
+
+    /// <summary>Copies the live database into <paramref name="destinationPath"/> with SQLite's online backup.</summary>
+    public async Task BackupToAsync(string destinationPath, CancellationToken ct)
+    {
+        await _exclusive.WaitAsync(ct);
+        try
+        {
+            await using var source = Open();
+            await using var dest = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = destinationPath, Pooling = false }.ToString());
+            dest.Open();
+            source.BackupDatabase(dest);
+        }
+        finally
+        {
+            _exclusive.Release();
+        }
+    }
+
+    /// <summary>
+    /// Replaces the whole database with the one at <paramref name="sourcePath"/> (upgraded to the current schema
+    /// first). Runs as a write, so nothing interleaves with it.
+    /// </summary>
+    public async Task RestoreFromAsync(string sourcePath, CancellationToken ct)
+    {
+        await using (var check = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = sourcePath, Pooling = false }.ToString()))
+        {
+            check.Open();
+            Exec(check, "PRAGMA journal_mode = DELETE;");
+            using var cmd = check.CreateCommand();
+            cmd.CommandText = "PRAGMA quick_check";
+            if (cmd.ExecuteScalar() as string != "ok")
+                throw new InvalidDataException("the backup file failed SQLite's integrity check");
+            cmd.CommandText = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('nodes', 'instances', 'operations', 'images')";
+            if (Convert.ToInt32(cmd.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) != 4)
+                throw new InvalidDataException("the file is a SQLite database but not a Kumo backup");
+            Migrations.Apply(check);
+        }
+        SqliteConnection.ClearAllPools();
+        await _exclusive.WaitAsync(ct);
+        try
+        {
+            // The writer loop applies it between batches; readers see the old or the new database.
+            var restore = new PendingWrite<bool>(_ => true) { Restore = sourcePath };
+            _writes.Writer.TryWrite(restore);
+            await restore.Task.WaitAsync(ct);
+        }
+        finally
+        {
+            _exclusive.Release();
+        }
+    }
+
+    private async Task WriterLoopAsync()
+    {
+        var batch = new List<IPendingWrite>(MaxBatch);
+        while (await _writes.Reader.WaitToReadAsync())
+        {
+            batch.Clear();
+            while (batch.Count < MaxBatch && _writes.Reader.TryRead(out var w))
+            {
+                if (w.Restore is not null)
+                {
+                    if (batch.Count > 0) RunBatch(batch);
+                    batch.Clear();
+                    RunRestore(w);
+                    continue;
+                }
+                batch.Add(w);
+            }
+            if (batch.Count > 0) RunBatch(batch);
+        }
+    }
+
+    private void RunRestore(IPendingWrite w)
+    {
+        try
+        {
+            using var source = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = w.Restore, Pooling = false }.ToString());
+            source.Open();
+            source.BackupDatabase(_writer);
+            Exec(_writer, "PRAGMA journal_mode = WAL;");
+            w.Complete();
+        }
+        catch (Exception e)
+        {
+            w.Fail(e);
+        }
+    }
+
+    private void RunBatch(List<IPendingWrite> batch)
+    {
+        var contexts = new List<(IPendingWrite Write, WriteContext Context)>(batch.Count);
+        try
+        {
+            using var tx = _writer.BeginTransaction(deferred: false);
+            foreach (var w in batch)
+            {
+                var ctx = new WriteContext(_writer, tx);
+                Exec(_writer, "SAVEPOINT w", tx);
+                try
+                {
+                    w.Run(ctx);
+                    Exec(_writer, "RELEASE w", tx);
+                    contexts.Add((w, ctx));
+                }
+                catch (Exception e)
+                {
+                    Exec(_writer, "ROLLBACK TO w; RELEASE w", tx);
+                    ctx.RunRollback();
+                    w.Fail(e);
+                }
+            }
+            tx.Commit();
+            Commits++;
+        }
+        catch (Exception e)
+        {
+            foreach (var (w, ctx) in contexts)
+            {
+                ctx.RunRollback();
+                w.Fail(e);
+            }
+            return;
+        }
+        foreach (var (w, ctx) in contexts)
+        {
+            ctx.RunCommit();
+            w.Complete();
+        }
+    }
+
+    internal static void Exec(SqliteConnection c, string sql, SqliteTransaction? tx = null)
+    {
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _writes.Writer.TryComplete();
+        await _writerLoop;
+        await _writer.DisposeAsync();
+        _exclusive.Dispose();
+        SqliteConnection.ClearAllPools();
+    }
+
+    private interface IPendingWrite
+    {
+        string? Restore { get; }
+        void Run(WriteContext ctx);
+        void Complete();
+        void Fail(Exception e);
+    }
+
+    private sealed class PendingWrite<T>(Func<WriteContext, T> write) : IPendingWrite
+    {
+        private readonly TaskCompletionSource<T> _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private T? _result;
+
+        public string? Restore { get; init; }
+        public Task<T> Task => _tcs.Task;
+        public void Run(WriteContext ctx) => _result = write(ctx);
+        public void Complete() => _tcs.TrySetResult(_result!);
+        public void Fail(Exception e) => _tcs.TrySetException(e);
+    }
+}

@@ -1,0 +1,135 @@
+using System.Globalization;
+using System.Text.Json;
+using Kumo.Core;
+
+namespace Kumo.Server.Storage;
+
+/// <summary>Database rows as Dapper reads them (snake_case columns matched to PascalCase properties).</summary>
+internal sealed class NodeRow
+{
+    public string Id { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string Health { get; set; } = "";
+    public long Draining { get; set; }
+    public string Accelerator { get; set; } = "";
+    public long Cpus { get; set; }
+    public long MemoryBytes { get; set; }
+    public string Labels { get; set; } = "{}";
+    public string? LastHeartbeat { get; set; }
+    public string? AgentVersion { get; set; }
+    public long Version { get; set; }
+    public string CreatedAt { get; set; } = "";
+
+    public string State => Health == NodeStates.Down ? NodeStates.Down : Draining != 0 ? NodeStates.Draining : NodeStates.Ready;
+}
+
+internal sealed class InstanceRow
+{
+    public string Id { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string Project { get; set; } = "";
+    public string Type { get; set; } = "";
+    public string Image { get; set; } = "";
+    public long Cpus { get; set; }
+    public long MemoryBytes { get; set; }
+    public long DiskBytes { get; set; }
+    public string? NodeId { get; set; }
+    public string State { get; set; } = "";
+    public string DesiredPower { get; set; } = "";
+    public string StopMode { get; set; } = "";
+    public long BootGeneration { get; set; }
+    public string? StatusMessage { get; set; }
+    public string Labels { get; set; } = "{}";
+    public string? Description { get; set; }
+    public long Version { get; set; }
+    public string CreatedAt { get; set; } = "";
+    public string UpdatedAt { get; set; } = "";
+
+    /// <summary>Filled by joins: the node's name.</summary>
+    public string? NodeName { get; set; }
+
+    public Instance ToApi() => new()
+    {
+        Id = Id,
+        Name = Name,
+        Project = Project,
+        Type = Type,
+        Image = Image,
+        Cpus = (int)Cpus,
+        MemoryBytes = MemoryBytes,
+        DiskBytes = DiskBytes,
+        Node = NodeName,
+        State = State,
+        DesiredPower = DesiredPower,
+        StatusMessage = StatusMessage,
+        Labels = Json.Labels(Labels),
+        Description = Description,
+        Version = Version,
+        CreatedAt = Json.Time(CreatedAt),
+        UpdatedAt = Json.Time(UpdatedAt),
+    };
+}
+
+internal sealed class ImageRow
+{
+    public string Id { get; set; } = "";
+    public string Name { get; set; } = "";
+    public string Project { get; set; } = "";
+    public string Type { get; set; } = "";
+    public string Readiness { get; set; } = "";
+    public string? Description { get; set; }
+    public long BuiltIn { get; set; }
+    public string CreatedAt { get; set; } = "";
+
+    public Image ToApi() => new()
+    {
+        Id = Id,
+        Name = Name,
+        Project = Project,
+        Type = Type,
+        Readiness = Readiness,
+        Description = Description,
+        BuiltIn = BuiltIn != 0,
+        CreatedAt = Json.Time(CreatedAt),
+    };
+}
+
+internal sealed class OperationRow
+{
+    public string Id { get; set; } = "";
+    public string Kind { get; set; } = "";
+    public string Target { get; set; } = "";
+    public string? InstanceId { get; set; }
+    public string? Expect { get; set; }
+    public long MinGeneration { get; set; }
+    public string Status { get; set; } = "";
+    public string? Message { get; set; }
+    public string? Error { get; set; }
+    public string CreatedAt { get; set; } = "";
+    public string UpdatedAt { get; set; } = "";
+
+    public Operation ToApi() => new()
+    {
+        Id = Id,
+        Kind = Kind,
+        Target = Target,
+        Status = Status,
+        Message = Message,
+        Error = Error,
+        CreatedAt = Json.Time(CreatedAt),
+        UpdatedAt = Json.Time(UpdatedAt),
+    };
+}
+
+internal static class Json
+{
+    public static string Now(TimeProvider time) => time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture);
+
+    public static DateTimeOffset Time(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+
+    public static IReadOnlyDictionary<string, string> Labels(string json) =>
+        JsonSerializer.Deserialize<Dictionary<string, string>>(json) ?? [];
+
+    public static string Labels(IReadOnlyDictionary<string, string>? labels) =>
+        JsonSerializer.Serialize(labels ?? new Dictionary<string, string>());
+}
