@@ -111,9 +111,9 @@ decompress_module() {
 # depends= from the module's .modinfo section (modinfo -F depends when kmod is installed).
 module_deps() {
     local f=$1 d
-    if command -v modinfo >/dev/null && modinfo -F depends "$f" >/dev/null 2>&1 &&
-        [[ $(modinfo -F filename "$f" 2>/dev/null) == "$f" ]]; then
-        d=$(modinfo -F depends "$f")
+    if command -v modinfo >/dev/null && modinfo --version 2>/dev/null | grep -q kmod &&
+        d=$(modinfo -F depends "$f" 2>/dev/null); then
+        :
     else
         d=$(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | head -n1)
     fi
