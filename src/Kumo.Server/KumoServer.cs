@@ -52,7 +52,7 @@ public static class KumoServer
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Listen(options.ApiEndpoint, l => l.Protocols = HttpProtocols.Http1AndHttp2);
+            k.Listen(options.ApiEndpoint, l => l.Protocols = HttpProtocols.Http1);
             k.Listen(options.AgentEndpoint, l => l.Protocols = HttpProtocols.Http2);
             k.Limits.MaxRequestBodySize = 1L << 30;
         });
@@ -77,6 +77,7 @@ public static class KumoServer
         s.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+            o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
         });
         configure?.Invoke(builder);
 

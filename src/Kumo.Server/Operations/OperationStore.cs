@@ -24,7 +24,7 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
         var now = Json.Now(time);
         var row = new OperationRow
         {
-            Id = Ulid.NewUlid().ToString(),
+            Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
             Kind = kind,
             Target = target,
             InstanceId = instanceId,

@@ -1,0 +1,42 @@
+namespace Kumo.Agent;
+
+public sealed record AgentOptions
+{
+    /// <summary>Node name as it appears in `kumo node list`.</summary>
+    public required string NodeName { get; init; }
+
+    /// <summary>This agent's own state: instance directories, probe cache. Two agents on one host need two dirs.</summary>
+    public required string StateDir { get; init; }
+
+    /// <summary>kumod's agent gRPC endpoint (HTTP/2).</summary>
+    public Uri ServerUrl { get; init; } = new("http://127.0.0.1:7401");
+
+    /// <summary>Image cache; defaults to STATE/images. Agents on one host may share it.</summary>
+    public string? ImagesDir { get; init; }
+
+    public string? ScriptsDir { get; init; }
+
+    /// <summary>Declared capacity; defaults to the host's CPUs and memory.</summary>
+    public int? CapacityCpus { get; init; }
+
+    public long? CapacityMemoryBytes { get; init; }
+
+    /// <summary>auto (probe), kvm or tcg.</summary>
+    public string Accelerator { get; init; } = "auto";
+
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>How long a guest has to power off cleanly before it is forced.</summary>
+    public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a booting guest has to signal readiness before the instance goes to error.</summary>
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(180);
+
+    /// <summary>For images with readiness 'timeout': they count as ready this long after launch.</summary>
+    public TimeSpan ReadyDelay { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Re-check every instance at least this often (guests that died, missed signals).</summary>
+    public TimeSpan ResyncInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
+}

@@ -1,0 +1,174 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Kumo.Agent.Images;
+using Kumo.Agent.Qemu;
+using Kumo.Agent.Reconcile;
+using Kumo.Protocol;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Kumo.Agent;
+
+/// <summary>
+/// The agent's connection to kumod: register, then heartbeat, watch the desired state and reconcile, until the
+/// connection breaks; then back off and start over. Guests keep running while kumod is away.
+/// </summary>
+public sealed partial class AgentService(AgentOptions options, ILoggerFactory loggers) : BackgroundService
+{
+    public const string Version = "0.1.0";
+
+    private readonly ILogger _logger = loggers.CreateLogger<AgentService>();
+    private readonly TaskCompletionSource<string> _registered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes with the node id after the first registration.</summary>
+    public Task<string> Registered => _registered.Task;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        Directory.CreateDirectory(options.StateDir);
+        var images = new ImageStore(options.ResolvedImagesDir, options.ScriptsDir);
+        var accelerator = await AcceleratorProbe.DecideAsync(options, images, _logger, stoppingToken);
+        var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
+        driver.CleanTrash();
+        var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
+        var reconciler = new Reconciler(driver, images, reporter, options, loggers);
+        var (cpus, memory) = HostFacts.Capacity(options);
+        var backoff = TimeSpan.FromMilliseconds(200);
+
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                using var channel = GrpcChannel.ForAddress(options.ServerUrl);
+                var client = new AgentControl.AgentControlClient(channel);
+                var request = new RegisterRequest
+                {
+                    NodeName = options.NodeName,
+                    Cpus = cpus,
+                    MemoryBytes = memory,
+                    Accelerator = accelerator,
+                    AgentVersion = Version,
+                };
+                foreach (var (k, v) in options.Labels) request.Labels[k] = v;
+                var reply = await client.RegisterAsync(request, cancellationToken: stoppingToken);
+                LogRegistered(options.NodeName, reply.NodeId, accelerator, cpus, memory / (1024 * 1024));
+                _registered.TrySetResult(reply.NodeId);
+                reporter.Attach(client, reply.NodeId);
+                backoff = TimeSpan.FromMilliseconds(200);
+                await RunConnectedAsync(client, reply, reporter, reconciler, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is RpcException or HttpRequestException or IOException or ReconnectException)
+            {
+                LogDisconnected(options.ServerUrl, e.Message);
+            }
+            reporter.Detach();
+            try
+            {
+                await Task.Delay(backoff, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            backoff = TimeSpan.FromMilliseconds(Math.Min(5000, backoff.TotalMilliseconds * 2));
+        }
+        await reconciler.StopAsync();
+    }
+
+    private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
+        Reconciler reconciler, CancellationToken stoppingToken)
+    {
+        using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var ct = session.Token;
+        var nodeId = reply.NodeId;
+
+        async Task WatchAsync()
+        {
+            using var call = client.WatchDesired(new WatchRequest { NodeId = nodeId }, cancellationToken: ct);
+            var first = true;
+            await foreach (var state in call.ResponseStream.ReadAllAsync(ct))
+            {
+                reconciler.Apply(state, stoppingToken);
+                if (first)
+                {
+                    // After (re)connecting kumod may have missed reports: send everything we know.
+                    await reporter.SendFullAsync(ct);
+                    first = false;
+                }
+            }
+            throw new ReconnectException("desired-state stream ended");
+        }
+
+        async Task HeartbeatAsync()
+        {
+            var interval = TimeSpan.FromMilliseconds(Math.Max(100, reply.HeartbeatIntervalMs));
+            while (!ct.IsCancellationRequested)
+            {
+                await Task.Delay(interval, ct);
+                var hb = await client.HeartbeatAsync(new HeartbeatRequest { NodeId = nodeId }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
+                if (!hb.Known) throw new ReconnectException("kumod no longer knows this node; registering again");
+                if (hb.Resync) await reporter.SendFullAsync(ct);
+            }
+        }
+
+        async Task ResyncAsync()
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                await Task.Delay(options.ResyncInterval, ct);
+                reconciler.KickAll();
+            }
+        }
+
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync() };
+        try
+        {
+            await await Task.WhenAny(tasks);
+        }
+        finally
+        {
+            await session.CancelAsync();
+            try
+            {
+                await Task.WhenAll(tasks);
+            }
+            catch (Exception) when (!stoppingToken.IsCancellationRequested || true)
+            {
+                // The first failure was already rethrown above; the rest are its echoes.
+            }
+        }
+    }
+
+    private sealed class ReconnectException(string message) : Exception(message);
+
+    [LoggerMessage(LogLevel.Information, "registered node {Name} as {Id} ({Accel}, {Cpus} CPUs, {MemoryMiB} MiB)")]
+    private partial void LogRegistered(string name, string id, string accel, int cpus, long memoryMiB);
+
+    [LoggerMessage(LogLevel.Warning, "lost connection to kumod at {Url}: {Reason}; retrying")]
+    private partial void LogDisconnected(Uri url, string reason);
+}
+
+internal static class HostFacts
+{
+    public static (int Cpus, long Memory) Capacity(AgentOptions options)
+    {
+        var cpus = options.CapacityCpus ?? Environment.ProcessorCount;
+        var memory = options.CapacityMemoryBytes ?? MemTotal();
+        return (cpus, memory);
+    }
+
+    private static long MemTotal()
+    {
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+        {
+            if (!line.StartsWith("MemTotal:", StringComparison.Ordinal)) continue;
+            var kb = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+            return kb * 1024;
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,43 @@
+using Kumo.Agent.Images;
+
+namespace Kumo.Agent.Qemu;
+
+public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image);
+
+/// <summary>What is on this node for one instance, read from its directory and /proc.</summary>
+public sealed record VmObservation(bool DiskExists, int? Pid, long BootedGeneration)
+{
+    public bool Running => Pid is not null;
+}
+
+/// <summary>
+/// A hypervisor driver as the reconciler sees it. QEMU is the first; libvirt arrives with the VM operations issue
+/// and must pass the same conformance tests.
+/// </summary>
+public interface IVmDriver
+{
+    string Name { get; }
+
+    /// <summary>kvm or tcg, decided once per node.</summary>
+    string Accelerator { get; }
+
+    /// <summary>Instance ids that have anything on this node (directories, processes).</summary>
+    IReadOnlyList<string> ListLocal();
+
+    VmObservation Inspect(string id);
+
+    /// <summary>Creates the instance's disk if it does not exist yet (idempotent).</summary>
+    Task EnsureDiskAsync(VmSpec spec, CancellationToken ct);
+
+    /// <summary>Starts the guest detached from the agent and records which boot generation it is.</summary>
+    Task LaunchAsync(VmSpec spec, long generation, CancellationToken ct);
+
+    /// <summary>Connects to the guest's readiness channel (one host connection at a time).</summary>
+    Task<ReadyChannel> ConnectReadyAsync(string id, CancellationToken ct);
+
+    /// <summary>Stops the guest: a clean guest power-off first unless forced, then QMP quit, then SIGKILL.</summary>
+    Task StopAsync(string id, ReadyChannel? channel, bool force, TimeSpan gracePeriod, CancellationToken ct);
+
+    /// <summary>Removes everything of the instance from this node (the guest must be stopped).</summary>
+    Task DeleteAsync(string id, CancellationToken ct);
+}

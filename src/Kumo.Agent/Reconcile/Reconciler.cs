@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using Kumo.Agent.Images;
+using Kumo.Agent.Qemu;
+using Kumo.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Kumo.Agent.Reconcile;
+
+/// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
+public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, AgentOptions options, ILoggerFactory loggers)
+{
+    private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
+    private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
+
+    public int Workers => _workers.Count;
+
+    public void Apply(DesiredState state, CancellationToken ct)
+    {
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var d in state.Instances)
+        {
+            wanted.Add(d.Id);
+            Worker(d.Id, ct).SetDesired(d);
+        }
+        // Anything on this node that kumod does not assign here is removed: nothing is orphaned.
+        foreach (var id in driver.ListLocal().Concat(_workers.Keys).Distinct().Where(id => !wanted.Contains(id)).ToList())
+            Worker(id, ct).SetDesired(null);
+    }
+
+    public void KickAll()
+    {
+        foreach (var (w, _) in _workers.Values) w.Kick();
+    }
+
+    private InstanceWorker Worker(string id, CancellationToken ct)
+    {
+        while (true)
+        {
+            if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
+            var worker = new InstanceWorker(id, driver, images, reporter, options, _logger);
+            var gate = new TaskCompletionSource();
+            var run = RunAsync(worker, gate.Task, ct);
+            if (_workers.TryAdd(id, (worker, run)))
+            {
+                gate.SetResult();
+                return worker;
+            }
+            gate.SetCanceled(CancellationToken.None);
+        }
+    }
+
+    private async Task RunAsync(InstanceWorker worker, Task gate, CancellationToken ct)
+    {
+        try
+        {
+            await gate;
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        try
+        {
+            await worker.RunAsync(ct);
+        }
+        finally
+        {
+            _workers.TryRemove(worker.Id, out _);
+        }
+    }
+
+    /// <summary>Waits for every worker loop to end (agent shutdown).</summary>
+    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run));
+}

@@ -1,0 +1,62 @@
+using System.Collections.Concurrent;
+using Kumo.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Kumo.Agent.Reconcile;
+
+/// <summary>
+/// Sends observed instance states to kumod. The latest state per instance is kept, so after a broken connection a
+/// full report carries everything kumod missed; a send that fails is never retried out of order.
+/// </summary>
+public sealed partial class StatusReporter(ILogger<StatusReporter> logger)
+{
+    private readonly ConcurrentDictionary<string, InstanceStatus> _latest = new();
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private AgentControl.AgentControlClient? _client;
+    private string? _nodeId;
+
+    public void Attach(AgentControl.AgentControlClient client, string nodeId)
+    {
+        _client = client;
+        _nodeId = nodeId;
+    }
+
+    public void Detach() => _client = null;
+
+    public InstanceStatus? Latest(string id) => _latest.TryGetValue(id, out var s) ? s : null;
+
+    public async Task ReportAsync(InstanceStatus status, CancellationToken ct)
+    {
+        if (_latest.TryGetValue(status.Id, out var old) && old.Equals(status)) return;
+        _latest[status.Id] = status;
+        if (status.Gone) _latest.TryRemove(status.Id, out _);
+        await SendAsync([status], full: false, ct);
+    }
+
+    public Task SendFullAsync(CancellationToken ct) => SendAsync(_latest.Values.ToList(), full: true, ct);
+
+    private async Task SendAsync(IReadOnlyList<InstanceStatus> statuses, bool full, CancellationToken ct)
+    {
+        var client = _client;
+        if (client is null || _nodeId is null) return;
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            var report = new StatusReport { NodeId = _nodeId, Full = full };
+            report.Instances.AddRange(statuses);
+            await client.ReportStatusAsync(report, cancellationToken: ct);
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            // The connection loop notices and re-sends a full report after reconnecting.
+            LogReportFailed(e.Status.Detail);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    [LoggerMessage(LogLevel.Debug, "status report not delivered: {Reason}")]
+    private partial void LogReportFailed(string reason);
+}

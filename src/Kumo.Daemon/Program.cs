@@ -1,0 +1,3 @@
+using Kumo.Daemon;
+
+return await DaemonCommand.Build().Parse(args).InvokeAsync();
