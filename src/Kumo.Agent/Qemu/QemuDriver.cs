@@ -36,10 +36,20 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         if (File.Exists(PidFile(id)) && int.TryParse(File.ReadAllText(PidFile(id)).Trim(), CultureInfo.InvariantCulture, out var p)
             && ProcessRunner.IsAlive(p, QmpSocket(id)))
             pid = p;
-        long generation = 0;
-        if (File.Exists(GenerationFile(id)))
-            long.TryParse(File.ReadAllText(GenerationFile(id)).Trim(), CultureInfo.InvariantCulture, out generation);
-        return new VmObservation(File.Exists(Disk(id)) && Directory.Exists(dir), pid, generation);
+        return new VmObservation(File.Exists(Disk(id)) && Directory.Exists(dir), pid, BootedGeneration(id, pid is not null));
+    }
+
+    /// <summary>
+    /// The generation file says "G pending" from just before a launch until QEMU is up, then "G". A pending
+    /// launch whose QEMU is alive did happen; one whose QEMU is absent was interrupted and never booted.
+    /// </summary>
+    private long BootedGeneration(string id, bool alive)
+    {
+        if (!File.Exists(GenerationFile(id))) return 0;
+        var parts = File.ReadAllText(GenerationFile(id)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var generation)) return 0;
+        var pending = parts.Length > 1 && parts[1] == "pending";
+        return pending && !alive ? generation - 1 : generation;
     }
 
     public async Task EnsureDiskAsync(VmSpec spec, CancellationToken ct)
@@ -65,11 +75,15 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), SerialSocket(id) })
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
-        await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
+        await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
         var args = BuildArgs(spec);
         var r = await ProcessRunner.RunAsync(qemuBinary, args, ct, DirOf(id));
         if (r.ExitCode != 0)
+        {
+            await WriteAtomicAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
             throw new InvalidOperationException($"qemu failed to start: {FirstLines(r.Stderr)}");
+        }
+        await WriteAtomicAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
         LogLaunched(spec.Name, id, Accelerator);
     }
 
@@ -191,6 +205,13 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             await Task.Delay(20, ct);
         }
         return true;
+    }
+
+    private static async Task WriteAtomicAsync(string path, string content, CancellationToken ct)
+    {
+        var tmp = path + ".tmp";
+        await File.WriteAllTextAsync(tmp, content, ct);
+        File.Move(tmp, path, overwrite: true);
     }
 
     private static string FirstLines(string s) => string.Join(" | ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries).Take(3));

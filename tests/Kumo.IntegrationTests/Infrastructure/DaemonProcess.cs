@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Kumo.IntegrationTests.Infrastructure;
+
+/// <summary>A real kumod or kumo-agent process with its output captured for failure messages.</summary>
+public sealed class DaemonProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _log = new();
+
+    private DaemonProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
+
+    public string Log
+    {
+        get
+        {
+            lock (_log) return _log.ToString();
+        }
+    }
+
+    public static DaemonProcess Start(string dll, IEnumerable<string> args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        psi.Environment["KUMO_SCRIPTS_DIR"] = Path.Combine(Repo.Root, "scripts");
+        var p = new Process { StartInfo = psi };
+        var d = new DaemonProcess(p);
+        p.OutputDataReceived += (_, e) => d.Append(e.Data);
+        p.ErrorDataReceived += (_, e) => d.Append(e.Data);
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return d;
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_log) _log.AppendLine(line);
+    }
+
+    /// <summary>SIGKILL: the crash the tests simulate. Guests (daemonized QEMU) are not in this process tree.</summary>
+    public void Kill()
+    {
+        if (_process.HasExited) return;
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit(10_000);
+    }
+
+    /// <summary>SIGTERM and wait for a clean exit.</summary>
+    public bool Stop(TimeSpan timeout)
+    {
+        if (_process.HasExited) return true;
+        _ = Kill(_process.Id, 15);
+        return _process.WaitForExit(timeout);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,148 @@
+using Kumo.Core;
+
+namespace Kumo.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A throw-away Kumo installation: a temp state dir, a real kumod (optionally all-in-one) and extra kumo-agent
+/// processes on free loopback ports. Disposal kills every process and every guest started under the dir.
+/// </summary>
+public sealed class KumoEnvironment : IAsyncDisposable
+{
+    private readonly List<DaemonProcess> _agents = [];
+    private readonly bool _allInOne;
+    private readonly string[] _serverArgs;
+
+    private KumoEnvironment(bool allInOne, string[] serverArgs, string imagesDir)
+    {
+        _allInOne = allInOne;
+        _serverArgs = serverArgs;
+        ImagesDir = imagesDir;
+        StateDir = Path.Combine(Path.GetTempPath(), "kumo-it-" + Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(StateDir);
+        ApiPort = DaemonProcess.FreePort();
+        AgentPort = DaemonProcess.FreePort();
+        Api = new ApiClient(new Uri($"http://127.0.0.1:{ApiPort}"));
+    }
+
+    public string StateDir { get; }
+    public string ImagesDir { get; }
+    public int ApiPort { get; }
+    public int AgentPort { get; }
+    public ApiClient Api { get; }
+    public DaemonProcess? Server { get; private set; }
+    public string Url => $"http://127.0.0.1:{ApiPort}";
+
+    /// <summary>Directory of the all-in-one agent's instances.</summary>
+    public string LocalInstancesDir => Path.Combine(StateDir, "agent", "instances");
+
+    public static async Task<KumoEnvironment> StartAsync(bool allInOne = true, params string[] serverArgs)
+    {
+        var env = new KumoEnvironment(allInOne, serverArgs, await TestImages.DirAsync());
+        await env.StartServerAsync();
+        return env;
+    }
+
+    public async Task StartServerAsync()
+    {
+        var args = new List<string>
+        {
+            "--state-dir", StateDir,
+            "--listen", $"127.0.0.1:{ApiPort}",
+            "--agent-listen", $"127.0.0.1:{AgentPort}",
+            "--images-dir", ImagesDir,
+        };
+        if (_allInOne) args.AddRange(["--all-in-one", "--node-name", "local", "--accel", "tcg", "--stop-grace-seconds", "20"]);
+        args.AddRange(_serverArgs);
+        Server = DaemonProcess.Start(Repo.KumodDll, args);
+        await WaitUntilAsync(async () =>
+        {
+            if (Server.HasExited) throw new InvalidOperationException("kumod exited:\n" + Server.Log);
+            try
+            {
+                var nodes = await Api.NodesAsync();
+                return !_allInOne || nodes.Any(n => n.Name == "local" && n.State == NodeStates.Ready);
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(60), "kumod to answer" + (_allInOne ? " with its local node ready" : ""));
+    }
+
+    /// <summary>Starts a separate kumo-agent with its own state dir and declared capacity.</summary>
+    public async Task<DaemonProcess> StartAgentAsync(string name, int cpus = 2, string memory = "2G", params string[] extra)
+    {
+        var args = new List<string>
+        {
+            "--server", $"http://127.0.0.1:{AgentPort}",
+            "--node-name", name,
+            "--state-dir", AgentStateDir(name),
+            "--images-dir", ImagesDir,
+            "--capacity-cpus", cpus.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--capacity-memory", memory,
+            "--accel", "tcg",
+            "--stop-grace-seconds", "20",
+        };
+        args.AddRange(extra);
+        var agent = DaemonProcess.Start(Repo.AgentDll, args);
+        _agents.Add(agent);
+        await WaitUntilAsync(async () =>
+        {
+            if (agent.HasExited) throw new InvalidOperationException($"kumo-agent {name} exited:\n" + agent.Log);
+            return (await Api.NodesAsync()).Any(n => n.Name == name && n.State == NodeStates.Ready);
+        }, TimeSpan.FromSeconds(60), $"node {name} to be ready");
+        return agent;
+    }
+
+    public string AgentStateDir(string name) => Path.Combine(StateDir, "agent-" + name);
+
+    public List<int> QemuPids() => Repo.QemuPids(StateDir);
+
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out waiting for {what}");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Creates an instance and waits for its operation; returns the final operation.</summary>
+    public async Task<Operation> CreateAsync(string name, object? extra = null, TimeSpan? timeout = null)
+    {
+        var body = new Dictionary<string, object?> { ["name"] = name, ["image"] = "tiny", ["cpus"] = 1, ["memory"] = "128M", ["disk"] = "64M" };
+        if (extra is not null)
+        {
+            foreach (var p in extra.GetType().GetProperties()) body[p.Name] = p.GetValue(extra);
+        }
+        var (status, op, problem) = await Api.CreateAsync(body);
+        if (op is null) throw new InvalidOperationException($"create {name} failed: {(int)status} {problem?.Type} {problem?.Detail}");
+        return await Api.WaitAsync(op, timeout);
+    }
+
+    public async Task<Operation> DoAsync(string name, string action)
+    {
+        var (status, op, problem) = await Api.ActAsync(name, action);
+        if (op is null) throw new InvalidOperationException($"{action} {name} failed: {(int)status} {problem?.Type} {problem?.Detail}");
+        return await Api.WaitAsync(op);
+    }
+
+    public string Diagnostics() => $"kumod log:\n{Server?.Log}\n" + string.Join("\n", _agents.Select(a => "agent log:\n" + a.Log));
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var a in _agents) a.Dispose();
+        Server?.Dispose();
+        Repo.KillQemu(StateDir);
+        Api.Dispose();
+        await Task.Delay(50);
+        try
+        {
+            Directory.Delete(StateDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

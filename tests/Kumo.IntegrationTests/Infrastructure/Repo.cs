@@ -1,0 +1,67 @@
+using System.Diagnostics;
+
+namespace Kumo.IntegrationTests.Infrastructure;
+
+/// <summary>Paths of the repository and the binaries the tests start for real.</summary>
+public static class Repo
+{
+    public static readonly string Root = FindRoot();
+
+    public static string Configuration =>
+        new DirectoryInfo(AppContext.BaseDirectory).Parent?.Name ?? "Debug";
+
+    public static string KumodDll => Binary("Kumo.Daemon", "kumod.dll");
+    public static string AgentDll => Binary("Kumo.AgentHost", "kumo-agent.dll");
+    public static string CliDll => Binary("Kumo.Cli", "kumo.dll");
+
+    private static string Binary(string project, string dll)
+    {
+        var tfm = new DirectoryInfo(AppContext.BaseDirectory).Name;
+        var config = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        return Path.Combine(Root, "src", project, "bin", config, tfm, dll);
+    }
+
+    private static string FindRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            if (File.Exists(Path.Combine(d.FullName, "Kumo.slnx"))) return d.FullName;
+        }
+        throw new InvalidOperationException("cannot find the repository root (Kumo.slnx) above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>Live qemu processes whose command line mentions <paramref name="marker"/> (a test's state dir).</summary>
+    public static List<int> QemuPids(string marker)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                if (stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z')) continue;
+                var cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (cmd.StartsWith("qemu-system", StringComparison.Ordinal) && cmd.Contains(marker, StringComparison.Ordinal)) pids.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return pids;
+    }
+
+    public static void KillQemu(string marker)
+    {
+        foreach (var pid in QemuPids(marker))
+        {
+            try
+            {
+                Process.GetProcessById(pid).Kill();
+            }
+            catch (ArgumentException)
+            {
+            }
+        }
+    }
+}
