@@ -69,7 +69,7 @@ main() {
         --blame-hang-timeout 10m "$@" || test_rc=$?
 
     if ((test_rc != 0)); then
-        kumo_log "dotnet test exited with status $test_rc"
+        kumo_log "dotnet test exited with status $test_rc (failed tests, or a test run aborted: see 'Test Run Aborted' above)"
     fi
     local summary_rc=0
     summarize || summary_rc=$?

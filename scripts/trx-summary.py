@@ -60,7 +60,7 @@ def main():
         for line in first_lines(message):
             print(f"    {line}")
         for line in first_lines(stack, 6):
-            print(f"      {line}")
+            print(f"      {line.strip()}")
     if failures:
         print()
     if passed + failed == 0:
