@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Kumo needs and checks for the .NET 10 SDK.
+# Idempotent: installs only what dpkg reports missing, and runs apt-get update only then.
+#   scripts/install-deps.sh          what ./kumo up needs
+#   scripts/install-deps.sh --test   plus what ./kumo test needs
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# What kumod, the agent and the guest image build need at run time.
+RUNTIME_PACKAGES=(
+    qemu-system-x86 qemu-utils busybox-static socat sqlite3 ca-certificates curl procps iproute2
+    jq          # ./kumo reads the REST API's JSON
+)
+
+# What the test suites need on top. Add a package here when a test starts needing it.
+TEST_PACKAGES=(
+    python3     # scripts/run-tests.sh reads the TRX result files
+)
+
+usage() { sed -n '2,5s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+is_installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+# Runs a command as root, through sudo when we are not root.
+as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo -n "$@" || kumo_die "need root to run '$*' (sudo -n refused); run as root"
+    else
+        kumo_die "need root to run '$*'; run as root"
+    fi
+}
+
+install_packages() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    kumo_log "installing ${missing[*]}"
+    as_root apt-get update -q || kumo_die "apt-get update failed"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null \
+        || kumo_die "apt-get install ${missing[*]} failed"
+}
+
+main() {
+    local packages=("${RUNTIME_PACKAGES[@]}")
+    case "${1:-}" in
+        "") ;;
+        --test) packages+=("${TEST_PACKAGES[@]}") ;;
+        -h|--help) usage; return 0 ;;
+        *) usage >&2; kumo_die "unknown option: $1" ;;
+    esac
+    install_packages "${packages[@]}"
+    kumo_require_dotnet
+}
+
+main "$@"
