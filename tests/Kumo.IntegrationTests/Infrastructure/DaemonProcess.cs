@@ -63,6 +63,14 @@ public sealed class DaemonProcess : IDisposable
         _process.WaitForExit(10_000);
     }
 
+    /// <summary>kill -9 of this process alone, exactly what a crash of kumod or the agent looks like.</summary>
+    public void Crash()
+    {
+        if (_process.HasExited) return;
+        _ = Kill(_process.Id, 9);
+        _process.WaitForExit(10_000);
+    }
+
     /// <summary>SIGTERM and wait for a clean exit.</summary>
     public bool Stop(TimeSpan timeout)
     {
