@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using Kumo.Core;
 using Microsoft.AspNetCore.Builder;
@@ -56,6 +58,14 @@ public sealed class FakeKumod : IAsyncDisposable
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
+    }
+
+    /// <summary>A loopback port nothing listens on (free a moment ago).</summary>
+    public static int UnusedPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     // ---- canned answers

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Kumo.Core;
 using Kumo.Testing;
 using Microsoft.AspNetCore.Builder;
@@ -60,7 +59,7 @@ public sealed class KumoClientTests
     [Fact]
     public async Task ConnectionRefused_ThrowsUnreachableWithHowToStartKumod()
     {
-        using var client = new KumoClient(new Uri($"http://127.0.0.1:{UnusedPort()}"));
+        using var client = new KumoClient(new Uri($"http://127.0.0.1:{FakeKumod.UnusedPort()}"));
 
         var e = await Assert.ThrowsAsync<KumoApiException>(() => client.ListNodesAsync());
 
@@ -150,12 +149,5 @@ public sealed class KumoClientTests
         await client.RemoveNodeAsync("node-2", force: true);
 
         Assert.Contains("DELETE /api/v1/nodes/node-2?force=true", kumod.Requests);
-    }
-
-    internal static int UnusedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -76,6 +76,7 @@ public sealed class OperationWaitTests
 
         Assert.Equal(OperationStatuses.Succeeded, final.Status);
         Assert.Equal(3, polls);
+        // "placing" comes from the stream or, if the reset discarded it, from the first poll; it is reported once.
         Assert.Equal(["placing", "waiting for guest readiness", "ready"], seen);
     }
 
