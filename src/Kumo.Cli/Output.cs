@@ -98,7 +98,13 @@ internal sealed class Output
     {
         var table = new Table { Border = _env.IsTerminal ? TableBorder.Rounded : TableBorder.None };
         foreach (var header in headers)
-            table.AddColumn(new TableColumn(new Text(header)) { NoWrap = true });
+        {
+            var column = new TableColumn(new Text(header)) { NoWrap = true };
+            // Without borders, columns flush left and two spaces apart, like other CLIs' plain listings.
+            if (!_env.IsTerminal)
+                column.Padding = new Padding(0, 0, 2, 0);
+            table.AddColumn(column);
+        }
         return table;
     }
 
