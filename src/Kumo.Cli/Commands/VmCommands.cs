@@ -1,0 +1,146 @@
+using System.CommandLine;
+using Kumo.Core;
+
+namespace Kumo.Cli.Commands;
+
+/// <summary>kumo vm create | list | show | set; power actions are in <see cref="VmPowerCommands"/>.</summary>
+internal static class VmCommands
+{
+    public const string VmType = "vm";
+
+    public static Command Create(CliContext cli)
+    {
+        var vm = new Command("vm", "Create and manage virtual machines");
+        vm.Subcommands.Add(CreateCommand(cli));
+        vm.Subcommands.Add(ListCommand(cli));
+        vm.Subcommands.Add(ShowCommand(cli));
+        vm.Subcommands.Add(SetCommand(cli));
+        foreach (var command in VmPowerCommands.Create(cli))
+            vm.Subcommands.Add(command);
+        return vm;
+    }
+
+    private static Command CreateCommand(CliContext cli)
+    {
+        var name = new Argument<string>("NAME") { Description = "VM name (lowercase letters, digits and '-')" };
+        var image = new Option<string>("--image") { Description = "Image to boot (see kumo image list)", Required = true };
+        var cpus = new Option<int?>("--cpus") { Description = "Virtual CPUs" };
+        var memory = new Option<string?>("--memory") { Description = "Memory, binary units: 256M, 2G" };
+        var disk = new Option<string?>("--disk") { Description = "Disk size, binary units: 1G, 20G" };
+        var node = new Option<string?>("--node") { Description = "Place on this node instead of letting the scheduler choose" };
+        var stopped = new Option<bool>("--stopped") { Description = "Create without booting" };
+        var labels = new Option<string[]>("--label") { Description = "Label key=value (repeatable)", HelpName = "KEY=VALUE" };
+        var description = new Option<string?>("--description") { Description = "Free text shown by kumo vm show" };
+        var noWait = NoWait();
+        var create = new Command("create", "Create a VM and wait until its guest is ready")
+        {
+            name, image, cpus, memory, disk, node, stopped, labels, description, noWait,
+        };
+        cli.Examples(create,
+            "kumo vm create web --image tiny --cpus 1 --memory 256M",
+            "kumo vm create db --image tiny --cpus 2 --memory 1G --disk 10G --node node-1",
+            "kumo vm create later --image tiny --memory 256M --stopped --no-wait");
+        cli.SetAction(create, async run =>
+        {
+            var post = new InstancesPost
+            {
+                Name = Check.Name(run.Get(name), "vm name"),
+                Type = VmType,
+                Image = Check.Name(run.Get(image), "image name"),
+                Cpus = Check.Positive(run.Get(cpus), "--cpus"),
+                Memory = Check.Size(run.Get(memory), "--memory"),
+                Disk = Check.Size(run.Get(disk), "--disk"),
+                Node = run.Get(node) is { } n ? Check.Name(n, "node name") : null,
+                Stopped = run.Get(stopped) ? true : null,
+                Labels = run.Get(labels) is { Length: > 0 } l ? Check.Labels(l, "--label") : null,
+                Description = run.Get(description),
+            };
+            var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
+            return await OperationCommands.FinishAsync(run, operation, run.Get(noWait), _ => ShowResultAsync(run, post.Name));
+        });
+        return create;
+    }
+
+    private static Command ListCommand(CliContext cli)
+    {
+        var running = new Option<bool>("--running") { Description = "Only running VMs (same as --state running)" };
+        var state = new Option<string?>("--state") { Description = "Only VMs in this state", HelpName = "STATE" };
+        state.AcceptOnlyFromAmong([.. InstanceStates.All]);
+        var list = new Command("list", "List VMs") { running, state };
+        cli.Examples(list, "kumo vm list", "kumo vm list --running -o json");
+        cli.SetAction(list, async run =>
+        {
+            var filter = run.Get(state);
+            if (run.Get(running))
+            {
+                if (filter is not null && filter != InstanceStates.Running)
+                    throw new UsageException($"--running and --state {filter} contradict each other");
+                filter = InstanceStates.Running;
+            }
+            var instances = await run.Client.ListInstancesAsync(filter, VmType, run.Cancellation);
+            run.Output.Write(instances, run.Output.Instances);
+            return KumoCli.Ok;
+        });
+        return list;
+    }
+
+    private static Command ShowCommand(CliContext cli)
+    {
+        var name = NameArgument();
+        var show = new Command("show", "Show one VM") { name };
+        cli.Examples(show, "kumo vm show web");
+        cli.SetAction(show, async run =>
+        {
+            var instance = await run.Client.GetInstanceAsync(Check.Name(run.Get(name), "vm name"), run.Cancellation);
+            run.Output.Write(instance, Output.Instance);
+            return KumoCli.Ok;
+        });
+        return show;
+    }
+
+    private static Command SetCommand(CliContext cli)
+    {
+        var name = NameArgument();
+        var description = new Option<string?>("--description") { Description = "New description (\"\" clears it)" };
+        var labels = new Option<string[]>("--label") { Description = "Add or change a label key=value (repeatable)", HelpName = "KEY=VALUE" };
+        var unset = new Option<string[]>("--remove-label") { Description = "Remove a label (repeatable)", HelpName = "KEY" };
+        var set = new Command("set", "Change a VM's description and labels (read, then write with If-Match)")
+        {
+            name, description, labels, unset,
+        };
+        cli.Examples(set, "kumo vm set web --description \"front end\" --label tier=web", "kumo vm set web --remove-label tier");
+        cli.SetAction(set, async run =>
+        {
+            var vmName = Check.Name(run.Get(name), "vm name");
+            var newDescription = run.Get(description);
+            var add = Check.Labels(run.Get(labels), "--label");
+            var remove = run.Get(unset) ?? [];
+            if (newDescription is null && add.Count == 0 && remove.Length == 0)
+                throw new UsageException("nothing to change: give --description, --label or --remove-label");
+
+            // Read-modify-write under the ETag, so a concurrent change is refused (412) instead of lost.
+            var current = await run.Client.GetInstanceWithETagAsync(vmName, run.Cancellation);
+            var merged = new Dictionary<string, string>(current.Instance.Labels, StringComparer.Ordinal);
+            foreach (var key in remove)
+                merged.Remove(key);
+            foreach (var (key, value) in add)
+                merged[key] = value;
+            var put = new InstancePut { Labels = merged, Description = newDescription ?? current.Instance.Description };
+            var updated = await run.Client.PutInstanceAsync(vmName, put, current.ETag, run.Cancellation);
+            run.Output.Write(updated, Output.Instance);
+            return KumoCli.Ok;
+        });
+        return set;
+    }
+
+    /// <summary>After a successful operation: the VM as it now is, as one line or in full for JSON/YAML.</summary>
+    public static async Task ShowResultAsync(Invocation run, string name)
+    {
+        var instance = await run.Client.GetInstanceAsync(name, run.Cancellation);
+        run.Output.Write(instance, i => Output.Line(i.Node is null ? $"vm {i.Name} is {i.State}" : $"vm {i.Name} is {i.State} on {i.Node}"));
+    }
+
+    public static Argument<string> NameArgument() => new("NAME") { Description = "VM name" };
+
+    public static Option<bool> NoWait() => new("--no-wait") { Description = "Return once kumod accepted the request; print the operation" };
+}

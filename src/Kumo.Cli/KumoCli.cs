@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Kumo.Cli.Commands;
+
+namespace Kumo.Cli;
+
+/// <summary>The `kumo` command tree. Exit codes: 0 ok, 1 API or usage error, 2 kumod unreachable, 130 interrupted.</summary>
+internal static class KumoCli
+{
+    public const int Ok = 0;
+    public const int Failed = 1;
+    public const int Unreachable = 2;
+    public const int Interrupted = 130;
+
+    public static async Task<int> RunAsync(string[] args, CliEnvironment env, CancellationToken cancellationToken = default)
+    {
+        var root = Build(new CliContext(env));
+        var configuration = new InvocationConfiguration
+        {
+            Output = env.Out,
+            Error = env.Error,
+            ProcessTerminationTimeout = env.HandleSignals ? TimeSpan.FromSeconds(2) : null,
+        };
+        return await root.Parse(args).InvokeAsync(configuration, cancellationToken);
+    }
+
+    public static RootCommand Build(CliContext cli)
+    {
+        var root = new RootCommand("kumo: manage a Kumo cloud (nodes, images, VMs) through kumod's REST API");
+        cli.Examples(root,
+            "kumo vm create web --image tiny --cpus 1 --memory 256M",
+            "kumo vm list -o json",
+            "kumo --url http://10.0.0.5:7400 node list");
+        root.Options.Add(cli.Url);
+        root.Options.Add(cli.Output);
+        root.Subcommands.Add(NodeCommands.Create(cli));
+        root.Subcommands.Add(ImageCommands.Create(cli));
+        root.Subcommands.Add(VmCommands.Create(cli));
+        root.Subcommands.Add(OperationCommands.Create(cli));
+        root.Subcommands.Add(AdminCommands.Create(cli));
+        root.Subcommands.Add(ConfigCommands.Create(cli));
+        cli.ShowExamplesInHelp(root);
+        return root;
+    }
+}

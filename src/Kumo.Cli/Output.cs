@@ -1,0 +1,267 @@
+using System.Globalization;
+using System.Text.Json;
+using Kumo.Client;
+using Kumo.Core;
+using Spectre.Console;
+using Spectre.Console.Rendering;
+using YamlDotNet.Serialization;
+
+namespace Kumo.Cli;
+
+internal enum OutputFormat
+{
+    Table,
+    Json,
+    Yaml,
+}
+
+/// <summary>
+/// Everything the CLI prints goes through here: results as table, JSON or YAML on stdout, progress, and
+/// errors as one readable line on stderr. Human output shows sizes as 256M and times in local time;
+/// JSON and YAML keep the wire form.
+/// </summary>
+internal sealed class Output
+{
+    public static readonly string[] FormatNames = ["table", "json", "yaml"];
+
+    private static readonly JsonSerializerOptions PrettyJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    private readonly CliEnvironment _env;
+
+    public Output(CliEnvironment env, OutputFormat format)
+    {
+        _env = env;
+        Format = format;
+        Console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(env.Out),
+            Ansi = env.IsTerminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = env.IsTerminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = env.IsInteractive ? InteractionSupport.Yes : InteractionSupport.No,
+        });
+        // Piped output should not wrap at 80 columns: greppable rows matter more than the width.
+        if (!env.IsTerminal)
+            Console.Profile.Width = 240;
+    }
+
+    public OutputFormat Format { get; }
+
+    public IAnsiConsole Console { get; }
+
+    public static OutputFormat ParseFormat(string? name) => name?.ToLowerInvariant() switch
+    {
+        "json" => OutputFormat.Json,
+        "yaml" => OutputFormat.Yaml,
+        _ => OutputFormat.Table,
+    };
+
+    // ---- results
+
+    /// <summary>Prints <paramref name="value"/> as JSON or YAML, or in table mode as <paramref name="human"/> renders it.</summary>
+    public void Write<T>(T value, Func<T, IRenderable> human)
+    {
+        switch (Format)
+        {
+            case OutputFormat.Json:
+                _env.Out.WriteLine(JsonSerializer.Serialize(value, PrettyJson));
+                break;
+            case OutputFormat.Yaml:
+                _env.Out.Write(ToYaml(value));
+                break;
+            default:
+                Console.Write(human(value));
+                break;
+        }
+    }
+
+    public static string ToYaml<T>(T value)
+    {
+        // Through JSON so YAML has exactly the JSON keys and wire values (camelCase, RFC 3339 times).
+        var element = JsonSerializer.SerializeToElement(value, PrettyJson);
+        return new SerializerBuilder().WithQuotingNecessaryStrings().Build().Serialize(ToPlain(element));
+    }
+
+    private static object? ToPlain(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.Object => element.EnumerateObject().ToDictionary(p => p.Name, p => ToPlain(p.Value)),
+        JsonValueKind.Array => element.EnumerateArray().Select(ToPlain).ToList(),
+        JsonValueKind.String => element.GetString(),
+        JsonValueKind.Number => element.TryGetInt64(out var n) ? n : element.GetDouble(),
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => null,
+    };
+
+    // ---- building blocks for human output
+
+    public Table Table(params string[] headers)
+    {
+        var table = new Table { Border = _env.IsTerminal ? TableBorder.Rounded : TableBorder.None };
+        foreach (var header in headers)
+        {
+            var column = new TableColumn(new Text(header)) { NoWrap = true };
+            // Without borders, columns flush left and two spaces apart, like other CLIs' plain listings.
+            if (!_env.IsTerminal)
+                column.Padding = new Padding(0, 0, 2, 0);
+            table.AddColumn(column);
+        }
+        return table;
+    }
+
+    public static void AddRow(Table table, params string?[] cells) =>
+        table.AddRow(cells.Select(c => (IRenderable)new Text(string.IsNullOrEmpty(c) ? "-" : c)).ToArray());
+
+    /// <summary>Two columns of "Key:" and value, for the show commands.</summary>
+    public static Grid Details(params (string Key, string? Value)[] rows)
+    {
+        var grid = new Grid();
+        grid.AddColumn(new GridColumn { NoWrap = true });
+        grid.AddColumn();
+        foreach (var (key, value) in rows)
+            grid.AddRow(new Text(key + ":"), new Text(string.IsNullOrEmpty(value) ? "-" : value));
+        return grid;
+    }
+
+    public static IRenderable Line(string text) => new Text(text + "\n");
+
+    public static string Time(DateTimeOffset? at) =>
+        at is { } t && t != default ? t.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-";
+
+    public static string Size(long bytes) => ByteSize.Format(bytes);
+
+    public static string Labels(IReadOnlyDictionary<string, string>? labels) =>
+        labels is null || labels.Count == 0 ? "-" : string.Join(',', labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => $"{l.Key}={l.Value}"));
+
+    // ---- views of the resources
+
+    public IRenderable Nodes(IReadOnlyList<Node> nodes)
+    {
+        var table = Table("NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "INSTANCES", "HEARTBEAT");
+        foreach (var n in nodes)
+        {
+            AddRow(table, n.Name, n.State, n.Accelerator, $"{n.UsedCpus}/{n.Cpus}", $"{Size(n.UsedMemoryBytes)}/{Size(n.MemoryBytes)}",
+                n.Instances.ToString(CultureInfo.InvariantCulture), Time(n.LastHeartbeat));
+        }
+        return table;
+    }
+
+    public static IRenderable Node(Node n) => Details(
+        ("Name", n.Name),
+        ("State", n.State),
+        ("Accelerator", n.Accelerator),
+        ("CPUs", $"{n.Cpus} ({n.UsedCpus} used, {n.FreeCpus} free)"),
+        ("Memory", $"{Size(n.MemoryBytes)} ({Size(n.UsedMemoryBytes)} used, {Size(n.FreeMemoryBytes)} free)"),
+        ("Instances", n.Instances.ToString(CultureInfo.InvariantCulture)),
+        ("Labels", Labels(n.Labels)),
+        ("Agent", n.AgentVersion),
+        ("Heartbeat", Time(n.LastHeartbeat)),
+        ("Created", Time(n.CreatedAt)),
+        ("Id", n.Id));
+
+    public IRenderable Images(IReadOnlyList<Image> images)
+    {
+        var table = Table("NAME", "TYPE", "READINESS", "BUILT-IN", "DESCRIPTION");
+        foreach (var i in images)
+            AddRow(table, i.Name, i.Type, i.Readiness, i.BuiltIn ? "yes" : "no", i.Description);
+        return table;
+    }
+
+    public static IRenderable Image(Image i) => Details(
+        ("Name", i.Name),
+        ("Type", i.Type),
+        ("Project", i.Project),
+        ("Readiness", i.Readiness),
+        ("Built-in", i.BuiltIn ? "yes" : "no"),
+        ("Description", i.Description),
+        ("Created", Time(i.CreatedAt)),
+        ("Id", i.Id));
+
+    public IRenderable Instances(IReadOnlyList<Instance> instances)
+    {
+        var table = Table("NAME", "STATE", "NODE", "IMAGE", "CPUS", "MEMORY", "DISK", "CREATED");
+        foreach (var i in instances)
+        {
+            AddRow(table, i.Name, i.State, i.Node, i.Image, i.Cpus.ToString(CultureInfo.InvariantCulture), Size(i.MemoryBytes),
+                i.DiskBytes > 0 ? Size(i.DiskBytes) : null, Time(i.CreatedAt));
+        }
+        return table;
+    }
+
+    public static IRenderable Instance(Instance i) => Details(
+        ("Name", i.Name),
+        ("Type", i.Type),
+        ("Project", i.Project),
+        ("State", i.StatusMessage is null ? i.State : $"{i.State} ({i.StatusMessage})"),
+        ("Desired", i.DesiredPower),
+        ("Node", i.Node),
+        ("Image", i.Image),
+        ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
+        ("Memory", Size(i.MemoryBytes)),
+        ("Disk", i.DiskBytes > 0 ? Size(i.DiskBytes) : null),
+        ("Labels", Labels(i.Labels)),
+        ("Description", i.Description),
+        ("Created", Time(i.CreatedAt)),
+        ("Updated", Time(i.UpdatedAt)),
+        ("Id", i.Id));
+
+    public static IRenderable Operation(Operation o) => Details(
+        ("Id", o.Id),
+        ("Kind", o.Kind),
+        ("Target", o.Target),
+        ("Status", o.Status),
+        ("Message", o.Message),
+        ("Error", o.Error),
+        ("Created", Time(o.CreatedAt)),
+        ("Updated", Time(o.UpdatedAt)));
+
+    // ---- progress
+
+    /// <summary>
+    /// Follows an operation to its end: a spinner for a person at a terminal, otherwise one line per change
+    /// (on stderr when stdout carries JSON or YAML). Returns the final operation.
+    /// </summary>
+    public async Task<Operation> FollowAsync(KumoClient client, Operation operation, CancellationToken cancellationToken)
+    {
+        var what = $"{operation.Kind} {operation.Target}";
+        if (Format == OutputFormat.Table && _env.IsInteractive)
+        {
+            return await Console.Status().StartAsync(Markup.Escape($"{what}: {operation.Message ?? operation.Status}"), status =>
+                client.WaitOperationAsync(operation.Id,
+                    new SyncProgress<OperationEvent>(ev => status.Status(Markup.Escape($"{what}: {ev.Message ?? ev.Status}"))),
+                    cancellationToken));
+        }
+        var writer = Format == OutputFormat.Table ? _env.Out : _env.Error;
+        return await client.WaitOperationAsync(operation.Id,
+            new SyncProgress<OperationEvent>(ev => writer.WriteLine($"{Clock(ev.At)} {what}: {ev.Message ?? ev.Status}")),
+            cancellationToken);
+    }
+
+    private static string Clock(DateTimeOffset at) =>
+        (at == default ? DateTimeOffset.Now : at.ToLocalTime()).ToString("HH:mm:ss", CultureInfo.InvariantCulture);
+
+    // ---- errors
+
+    public void Error(string message) => _env.Error.WriteLine($"error: {message}");
+
+    /// <summary>One line for the problem, then the per-field messages or per-node rejections that explain it.</summary>
+    public void Error(KumoApiException exception)
+    {
+        Error(exception.Message);
+        var problem = exception.Problem;
+        if (problem is null)
+            return;
+        foreach (var (field, messages) in problem.Errors ?? new Dictionary<string, string[]>())
+        {
+            foreach (var message in messages)
+                _env.Error.WriteLine(string.IsNullOrEmpty(field) ? $"  {message}" : $"  {field}: {message}");
+        }
+        foreach (var (node, reason) in (problem.Rejections ?? new Dictionary<string, string>()).OrderBy(r => r.Key, StringComparer.Ordinal))
+            _env.Error.WriteLine($"  node {node}: {reason}");
+    }
+
+    /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

@@ -1,0 +1,40 @@
+using System.Net;
+using Kumo.Core;
+
+namespace Kumo.Client;
+
+/// <summary>
+/// A call to kumod failed: either kumod answered with an error (<see cref="Problem"/> is set) or it could
+/// not be reached at all (<see cref="IsUnreachable"/>).
+/// </summary>
+public sealed class KumoApiException : Exception
+{
+    public KumoApiException(Problem problem)
+        : base(problem.Detail ?? problem.Title)
+    {
+        Problem = problem;
+    }
+
+    private KumoApiException(string message, Exception? inner, bool unreachable)
+        : base(message, inner)
+    {
+        IsUnreachable = unreachable;
+    }
+
+    /// <summary>The server's RFC 9457 answer; null when no HTTP answer arrived.</summary>
+    public Problem? Problem { get; }
+
+    /// <summary>True when no connection to kumod could be made (refused, unknown host, TLS failure).</summary>
+    public bool IsUnreachable { get; }
+
+    public HttpStatusCode? StatusCode => Problem is null ? null : (HttpStatusCode)Problem.Status;
+
+    /// <summary>True when the problem carries the given stable type URI (see <see cref="ProblemTypes"/>).</summary>
+    public bool Is(string problemType) => Problem?.Type == problemType;
+
+    public static KumoApiException Unreachable(Uri baseAddress, Exception inner) =>
+        new($"cannot reach kumod at {baseAddress}: {inner.Message} (is it running? try ./kumo up)", inner, unreachable: true);
+
+    public static KumoApiException Failed(string message, Exception? inner = null) =>
+        new(message, inner, unreachable: false);
+}
