@@ -20,7 +20,22 @@ internal static class KumoCli
             Error = env.Error,
             ProcessTerminationTimeout = env.HandleSignals ? TimeSpan.FromSeconds(2) : null,
         };
-        return await root.Parse(args).InvokeAsync(configuration, cancellationToken);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0 && parse.Action is not (System.CommandLine.Help.HelpAction or HelpWithExamples))
+        {
+            // One readable line, not a wall of help: the help is one flag away.
+            var path = new List<string>();
+            for (var r = parse.CommandResult; r is not null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+                path.Insert(0, r.Command.Name);
+            path[0] = "kumo";
+            var messages = parse.Errors.Select(e => e.Message).Distinct().ToList();
+            // A typo also trips "required command missing"; the typo is the useful half.
+            if (messages.Any(m => m.StartsWith("Unrecognized", StringComparison.Ordinal)))
+                messages.RemoveAll(m => !m.StartsWith("Unrecognized", StringComparison.Ordinal));
+            await env.Error.WriteLineAsync($"error: {string.Join("; ", messages)} (see: {string.Join(' ', path)} --help)");
+            return Failed;
+        }
+        return await parse.InvokeAsync(configuration, cancellationToken);
     }
 
     public static RootCommand Build(CliContext cli)

@@ -127,7 +127,7 @@ internal sealed class Output
     public static string Time(DateTimeOffset? at) =>
         at is { } t && t != default ? t.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-";
 
-    public static string Size(long bytes) => ByteSize.Format(bytes);
+    public static string Size(long bytes) => ByteSize.Human(bytes);
 
     public static string Labels(IReadOnlyDictionary<string, string>? labels) =>
         labels is null || labels.Count == 0 ? "-" : string.Join(',', labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => $"{l.Key}={l.Value}"));
@@ -246,8 +246,10 @@ internal sealed class Output
     /// <summary>One line for the problem, then the per-field messages or per-node rejections that explain it.</summary>
     public void Error(KumoApiException exception)
     {
-        Error(exception.Message);
         var problem = exception.Problem;
+        // When the problem lists its causes, the title plus the causes say it once; otherwise the detail does.
+        var listsCauses = problem is not null && (problem.Errors is { Count: > 0 } || problem.Rejections is { Count: > 0 });
+        Error(listsCauses ? problem!.Title : exception.Message);
         if (problem is null)
             return;
         foreach (var (field, messages) in problem.Errors ?? new Dictionary<string, string[]>())

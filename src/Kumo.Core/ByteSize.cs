@@ -56,6 +56,15 @@ public static class ByteSize
     public static long Parse(string text) =>
         TryParse(text, out var b, out var e) ? b : throw new FormatException(e);
 
+    /// <summary>For people: exact when round ("256M"), otherwise one decimal in the largest unit ("23.5G").</summary>
+    public static string Human(long bytes)
+    {
+        var exact = Format(bytes);
+        if (!exact.EndsWith('K') && !char.IsDigit(exact[^1]) || bytes < KiB) return exact;
+        var (unit, suffix) = bytes >= TiB ? (TiB, "T") : bytes >= GiB ? (GiB, "G") : bytes >= MiB ? (MiB, "M") : (KiB, "K");
+        return (bytes / (double)unit).ToString("0.#", CultureInfo.InvariantCulture) + suffix;
+    }
+
     public static string Format(long bytes)
     {
         if (bytes >= TiB && bytes % TiB == 0) return $"{bytes / TiB}T";

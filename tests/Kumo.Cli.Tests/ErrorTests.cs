@@ -20,6 +20,28 @@ public sealed class ErrorTests
     }
 
     [Fact]
+    public async Task MistypedSubcommand_PrintsOneLineNamingIt_AndExits1()
+    {
+        var result = await CliRunner.RunAsync(["vm", "craete", "web"]);
+
+        Assert.Equal(1, result.ExitCode);
+        var line = Assert.Single(result.ErrLines);
+        Assert.StartsWith("error: Unrecognized command or argument 'craete'", line);
+        Assert.EndsWith("(see: kumo vm --help)", line);
+        Assert.Equal("", result.Out);
+    }
+
+    [Fact]
+    public async Task MissingArgument_PrintsOneLine_NotTheWholeHelp()
+    {
+        var result = await CliRunner.RunAsync(["vm", "show"]);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("(see: kumo vm show --help)", Assert.Single(result.ErrLines));
+        Assert.DoesNotContain("Usage:", result.Out + result.Err);
+    }
+
+    [Fact]
     public async Task NoCapacity_ListsEachNodesRejectionReason()
     {
         await using var kumod = await FakeKumod.StartAsync(app => app.MapPost("/api/v1/instances", () =>
@@ -30,7 +52,7 @@ public sealed class ErrorTests
 
         Assert.Equal(1, result.ExitCode);
         Assert.Equal(
-            ["error: no node can host 1 cpu and 64G", "  node node-1: needs 64G memory, 15G free", "  node node-2: draining"],
+            ["error: No capacity", "  node node-1: needs 64G memory, 15G free", "  node node-2: draining"],
             result.ErrLines);
     }
 

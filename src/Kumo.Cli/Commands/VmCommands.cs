@@ -23,7 +23,7 @@ internal static class VmCommands
     private static Command CreateCommand(CliContext cli)
     {
         var name = new Argument<string>("NAME") { Description = "VM name (lowercase letters, digits and '-')" };
-        var image = new Option<string>("--image") { Description = "Image to boot (see kumo image list)", Required = true };
+        var image = new Option<string>("--image") { Description = "Image to boot (see kumo image list)", DefaultValueFactory = _ => "tiny" };
         var cpus = new Option<int?>("--cpus") { Description = "Virtual CPUs" };
         var memory = new Option<string?>("--memory") { Description = "Memory, binary units: 256M, 2G" };
         var disk = new Option<string?>("--disk") { Description = "Disk size, binary units: 1G, 20G" };

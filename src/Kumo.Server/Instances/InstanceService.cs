@@ -64,7 +64,7 @@ public sealed class InstanceService(
         catch (NoCapacityException e)
         {
             throw new ProblemException(409, ProblemTypes.NoCapacity, "No node can host this instance",
-                $"no node has room for {req.Cpus} vCPU and {ByteSize.Format(req.MemoryBytes)}: "
+                $"no node has room for {req.Cpus} vCPU and {ByteSize.Human(req.MemoryBytes)} memory: "
                 + string.Join("; ", e.Rejections.Select(r => $"{r.Key}: {r.Value}")))
             { Rejections = e.Rejections };
         }

@@ -193,7 +193,7 @@ public sealed class Scheduler(IOptions<SchedulerOptions> options)
             return $"needs {r.Cpus} vCPU, {Math.Max(0, cpuLimit - n.UsedCpus)} of {cpuLimit} free (cpu overcommit {Options.CpuOvercommit:0.##})";
         var memLimit = (long)Math.Floor(n.MemoryBytes * Options.MemoryOvercommit);
         if (n.UsedMemoryBytes + r.MemoryBytes > memLimit)
-            return $"needs {ByteSize.Format(r.MemoryBytes)} memory, {ByteSize.Format(Math.Max(0, memLimit - n.UsedMemoryBytes))} of {ByteSize.Format(memLimit)} free";
+            return $"needs {ByteSize.Human(r.MemoryBytes)} memory, {ByteSize.Human(Math.Max(0, memLimit - n.UsedMemoryBytes))} of {ByteSize.Human(memLimit)} free";
         return null;
     }
 
