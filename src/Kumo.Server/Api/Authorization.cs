@@ -20,7 +20,7 @@ public static class Authorization
     public static IApplicationBuilder UseKumoAuthorization(this IApplicationBuilder app) => app.Use(async (ctx, next) =>
     {
         var endpoint = ctx.GetEndpoint();
-        if (endpoint is not null && endpoint.Metadata.GetMetadata<Permission>() is null)
+        if (endpoint is not null && endpoint.Metadata.GetMetadata<Permission>() is null && !IsRoutingRejection(endpoint))
         {
             await Problems.WriteAsync(ctx, new ProblemException(403, ProblemTypes.Forbidden, "Forbidden",
                 "this endpoint has no authorization policy and is refused"));
@@ -28,4 +28,11 @@ public static class Authorization
         }
         await next(ctx);
     });
+
+    /// <summary>
+    /// Routing answers a wrong method (405) or content type (415) with endpoints of its own; they do nothing but
+    /// reject, so they need no policy.
+    /// </summary>
+    private static bool IsRoutingRejection(Endpoint endpoint) =>
+        endpoint.DisplayName is { } name && (name.StartsWith("405 ", StringComparison.Ordinal) || name.StartsWith("415 ", StringComparison.Ordinal));
 }

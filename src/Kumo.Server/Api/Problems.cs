@@ -32,6 +32,9 @@ public static partial class Problems
             await next(ctx);
             if (ctx.Response.StatusCode == 404 && !ctx.Response.HasStarted && ctx.GetEndpoint() is null)
                 await WriteAsync(ctx, new ProblemException(404, ProblemTypes.NotFound, "Not found", $"no API route matches {ctx.Request.Method} {ctx.Request.Path}"));
+            else if (ctx.Response.StatusCode == 415 && !ctx.Response.HasStarted)
+                await WriteAsync(ctx, new ProblemException(415, ProblemTypes.UnsupportedMediaType, "Unsupported media type",
+                    $"send the body as application/json (got '{ctx.Request.ContentType ?? "none"}')"));
             else if (ctx.Response.StatusCode == 405 && !ctx.Response.HasStarted)
                 await WriteAsync(ctx, new ProblemException(405, ProblemTypes.Validation, "Method not allowed", $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}"));
         }
