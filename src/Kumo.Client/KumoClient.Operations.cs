@@ -70,11 +70,30 @@ public sealed partial class KumoClient
         return await PollOperationAsync(id, reporter, cancellationToken);
     }
 
+    /// <summary>How long a wait rides out kumod being unreachable (a supervised restart) before giving up.</summary>
+    public TimeSpan ReconnectWindow { get; set; } = TimeSpan.FromSeconds(60);
+
     private async Task<Operation> PollOperationAsync(string id, ChangeReporter reporter, CancellationToken cancellationToken)
     {
+        DateTime? unreachableSince = null;
         while (true)
         {
-            var operation = await GetOperationAsync(id, cancellationToken);
+            Operation operation;
+            try
+            {
+                operation = await GetOperationAsync(id, cancellationToken);
+                unreachableSince = null;
+            }
+            catch (KumoApiException e) when (e.IsUnreachable && !cancellationToken.IsCancellationRequested)
+            {
+                // Operations live in kumod's database, so they outlive a kumod restart: keep asking for a while.
+                unreachableSince ??= DateTime.UtcNow;
+                if (DateTime.UtcNow - unreachableSince > ReconnectWindow)
+                    throw;
+                reporter.Report(new OperationEvent { OperationId = id, Status = OperationStatuses.Running, Message = "kumod is unreachable; retrying", At = DateTimeOffset.Now });
+                await Task.Delay(PollInterval, cancellationToken);
+                continue;
+            }
             reporter.Report(new OperationEvent
             {
                 OperationId = operation.Id,

@@ -88,6 +88,22 @@ public sealed class CliEndToEndTests(LocalKumo fixture) : IClassFixture<LocalKum
     }
 
     [Fact]
+    public async Task Create_RidesOutAKumodCrashWhileWaiting()
+    {
+        var env = fixture.Env;
+        var cli = Kumo("vm", "create", "phoenix", "--memory", "128M", "--disk", "64M");
+        await ApiClient.EventuallyAsync(() => env.Api.GetAsync("phoenix"), i => i is not null, TimeSpan.FromSeconds(30), "phoenix stored");
+        env.Server!.Crash();
+        await env.StartServerAsync();
+        var result = await cli;
+        Ok(result);
+        Assert.Contains("phoenix is running", result.Out);
+        var id = (await env.Api.GetAsync("phoenix"))!.Id;
+        Assert.Single(Repo.QemuPids(Path.Combine(env.LocalInstancesDir, id)));
+        Ok(await Kumo("vm", "delete", "phoenix", "--force"));
+    }
+
+    [Fact]
     public async Task Unreachable_Exits2WithAHint()
     {
         var r = await CliProcess.RunAsync("http://127.0.0.1:1", "vm", "list");
