@@ -63,8 +63,18 @@ public sealed class Database : IAsyncDisposable
             DefaultTimeout = 30,
         }.ToString();
         _writer = Open();
-        Exec(_writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
-        SchemaVersion = Migrations.Apply(_writer);
+        try
+        {
+            Exec(_writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+            SchemaVersion = Migrations.Apply(_writer);
+        }
+        catch
+        {
+            // A refused database (e.g. from a newer kumod) must not stay open behind the caller's back.
+            _writer.Dispose();
+            SqliteConnection.ClearPool(_writer);
+            throw;
+        }
         _writerLoop = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
