@@ -51,6 +51,10 @@ public sealed class Database : IAsyncDisposable
     private readonly Task _writerLoop;
     private readonly SemaphoreSlim _exclusive = new(1, 1);
 
+    // The row classes (Rows.cs) rely on snake_case columns mapping to PascalCase properties; set it wherever the
+    // store is used, not only in KumoServer.Build.
+    static Database() => Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
+
     public Database(string path)
     {
         Path = path;
