@@ -34,6 +34,9 @@ public static partial class Problems
                 await WriteAsync(ctx, new ProblemException(404, ProblemTypes.NotFound, "Not found", $"no API route matches {ctx.Request.Method} {ctx.Request.Path}"));
             else if (ctx.Response.StatusCode == 405 && !ctx.Response.HasStarted)
                 await WriteAsync(ctx, new ProblemException(405, ProblemTypes.Validation, "Method not allowed", $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}"));
+            else if (ctx.Response.StatusCode == 415 && !ctx.Response.HasStarted)
+                await WriteAsync(ctx, new ProblemException(415, ProblemTypes.UnsupportedMediaType, "Unsupported media type",
+                    $"{ctx.Request.Path} does not accept '{ctx.Request.ContentType}'"));
         }
         catch (ProblemException e)
         {
