@@ -7,7 +7,8 @@ public static partial class Names
 {
     public const int MaxLength = 63;
 
-    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", RegexOptions.CultureInvariant)]
+    // \z, not $: in .NET $ also matches before a final '\n', which would let "web\n" through.
+    [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\z", RegexOptions.CultureInvariant)]
     private static partial Regex LabelRegex();
 
     /// <summary>Returns null when valid, otherwise one readable sentence saying what is wrong.</summary>

@@ -82,7 +82,6 @@ public static class KumoServer
         configure?.Invoke(builder);
 
         var app = builder.Build();
-        Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
         var db = app.Services.GetRequiredService<Database>();
         app.Services.GetRequiredService<Scheduler>().Load(db);
         app.Services.GetRequiredService<ImageService>().EnsureBuiltInsAsync(CancellationToken.None).GetAwaiter().GetResult();

@@ -1,6 +1,7 @@
 using Kumo.Core;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 
 namespace Kumo.Server.Api;
 
@@ -19,8 +20,10 @@ public static class Authorization
 
     public static IApplicationBuilder UseKumoAuthorization(this IApplicationBuilder app) => app.Use(async (ctx, next) =>
     {
+        // Only route endpoints run Kumo code. Routing answers a wrong method or content type with endpoints of its
+        // own (405/415) that are not route endpoints, carry no metadata and only set a status code.
         var endpoint = ctx.GetEndpoint();
-        if (endpoint is not null && endpoint.Metadata.GetMetadata<Permission>() is null && !IsRoutingRejection(endpoint))
+        if (endpoint is RouteEndpoint && endpoint.Metadata.GetMetadata<Permission>() is null)
         {
             await Problems.WriteAsync(ctx, new ProblemException(403, ProblemTypes.Forbidden, "Forbidden",
                 "this endpoint has no authorization policy and is refused"));
@@ -28,11 +31,4 @@ public static class Authorization
         }
         await next(ctx);
     });
-
-    /// <summary>
-    /// Routing answers a wrong method (405) or content type (415) with endpoints of its own; they do nothing but
-    /// reject, so they need no policy.
-    /// </summary>
-    private static bool IsRoutingRejection(Endpoint endpoint) =>
-        endpoint.DisplayName is { } name && (name.StartsWith("405 ", StringComparison.Ordinal) || name.StartsWith("415 ", StringComparison.Ordinal));
 }

@@ -51,6 +51,10 @@ public sealed class Database : IAsyncDisposable
     private readonly Task _writerLoop;
     private readonly SemaphoreSlim _exclusive = new(1, 1);
 
+    // The row classes (Rows.cs) rely on snake_case columns mapping to PascalCase properties; set it wherever the
+    // store is used, not only in KumoServer.Build.
+    static Database() => Dapper.DefaultTypeMap.MatchNamesWithUnderscores = true;
+
     public Database(string path)
     {
         Path = path;
@@ -63,8 +67,18 @@ public sealed class Database : IAsyncDisposable
             DefaultTimeout = 30,
         }.ToString();
         _writer = Open();
-        Exec(_writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
-        SchemaVersion = Migrations.Apply(_writer);
+        try
+        {
+            Exec(_writer, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+            SchemaVersion = Migrations.Apply(_writer);
+        }
+        catch
+        {
+            // A refused database (e.g. from a newer kumod) must not stay open behind the caller's back.
+            _writer.Dispose();
+            SqliteConnection.ClearPool(_writer);
+            throw;
+        }
         _writerLoop = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
