@@ -67,7 +67,7 @@ internal static class PlacementBench
         }
 
         var baseline = PlainInsertsPerSecond(Creates);
-        result.Rows.Add(new($"placements, {Creates:N0} creates x{Callers} callers", perSecond, "/s", baseline, $">={TargetPerSecond:N0}/s", perSecond >= TargetPerSecond));
+        result.Rows.Add(new($"placements on {Nodes:N0} simulated nodes ({Creates:N0} creates, {Callers} callers)", perSecond, "/s", baseline, $">={TargetPerSecond:N0}/s", perSecond >= TargetPerSecond));
         result.Rows.Add(new("  durable commits (Database.Commits delta)", commits, ""));
         result.Rows.Add(new("  placements per commit", perCommit, ""));
         result.Rows.Add(new("  create latency p50", Stats.Percentile(latencies, 50), "ms"));

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Kumo.Bench;
 
 var options = BenchOptions.Parse(args, out var error);
@@ -21,12 +22,15 @@ if (options.Only is { } only && benchmarks.All(b => b.Name != only))
     return 2;
 }
 
+// Ctrl+C or kill: cancel instead of dying, so every kumod and QEMU started so far is cleaned up on the way out.
 using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
+void Interrupt(PosixSignalContext signal)
 {
-    e.Cancel = true;
+    signal.Cancel = true;
     cts.Cancel();
-};
+}
+using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
+using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
 
 var results = new List<BenchResult>();
 var failed = false;
@@ -40,7 +44,12 @@ foreach (var (name, run) in benchmarks.Where(b => options.Only is null || b.Name
     {
         results.Add(await run(options, cts.Token));
     }
-    catch (Exception e) when (e is not OperationCanceledException || !cts.IsCancellationRequested)
+    catch (OperationCanceledException) when (cts.IsCancellationRequested)
+    {
+        await Console.Error.WriteLineAsync($"[bench] interrupted during {name}; cleaned up, no results written");
+        return 130;
+    }
+    catch (Exception e)
     {
         failed = true;
         results.Add(new BenchResult(name, "") { Skipped = $"FAILED: {e.GetType().Name}: {e.Message}" });
