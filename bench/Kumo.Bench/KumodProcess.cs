@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Kumo.Bench;
+
+/// <summary>
+/// One kumod --all-in-one (TCG) in a temporary state directory on free loopback ports. Disposing it kills kumod's
+/// process tree and every QEMU started under the state directory (guests are daemonized, so they are not in the
+/// tree), then removes the directory: nothing is left behind.
+/// </summary>
+internal sealed class KumodProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StreamWriter _log;
+
+    private KumodProcess(Process process, string stateDir, Uri api, StreamWriter log)
+    {
+        _process = process;
+        StateDir = stateDir;
+        _log = log;
+        Http = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromMinutes(2) };
+    }
+
+    public string StateDir { get; }
+    public int Pid => _process.Id;
+    public HttpClient Http { get; }
+    public string LogPath => Path.Combine(StateDir, "kumod.log");
+
+    /// <summary>Starts kumod and waits until its local agent has registered the node.</summary>
+    public static async Task<KumodProcess> StartAsync(string imagesDir, CancellationToken ct)
+    {
+        var stateDir = Directory.CreateTempSubdirectory("kumo-bench-").FullName;
+        var api = FreePort();
+        var agent = FreePort();
+        var exe = Path.Combine(AppContext.BaseDirectory, "kumod");
+        var psi = new ProcessStartInfo(exe)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[]
+        {
+            "--all-in-one", "--state-dir", stateDir, "--listen", $"127.0.0.1:{api}", "--agent-listen", $"127.0.0.1:{agent}",
+            "--node-name", "bench", "--images-dir", imagesDir, "--accel", "tcg",
+        })
+            psi.ArgumentList.Add(a);
+        var log = new StreamWriter(Path.Combine(stateDir, "kumod.log")) { AutoFlush = true };
+        var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {exe}");
+        process.OutputDataReceived += (_, e) => Log(log, e.Data);
+        process.ErrorDataReceived += (_, e) => Log(log, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var kumod = new KumodProcess(process, stateDir, new Uri($"http://127.0.0.1:{api}"), log);
+        try
+        {
+            await kumod.WaitNodeReadyAsync(TimeSpan.FromSeconds(60), ct);
+            return kumod;
+        }
+        catch
+        {
+            await kumod.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static void Log(StreamWriter log, string? line)
+    {
+        if (line is null) return;
+        try
+        {
+            lock (log) log.WriteLine(line);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Output after shutdown.
+        }
+    }
+
+    private async Task WaitNodeReadyAsync(TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"kumod exited with {_process.ExitCode}: {Tail(LogPath)}");
+            try
+            {
+                var nodes = await Http.GetFromJsonAsync<JsonElement>("/api/v1/nodes", ct);
+                if (nodes.EnumerateArray().Any(n => n.GetProperty("state").GetString() == "ready")) return;
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            await Task.Delay(50, ct);
+        }
+        throw new TimeoutException($"kumod's agent did not register within {timeout.TotalSeconds:0}s: {Tail(LogPath)}");
+    }
+
+    /// <summary>PIDs from the pid files QEMU writes into the agent's instance directories.</summary>
+    public IReadOnlyList<int> QemuPids()
+    {
+        var dir = Path.Combine(StateDir, "agent", "instances");
+        if (!Directory.Exists(dir)) return [];
+        var pids = new List<int>();
+        foreach (var file in Directory.GetFiles(dir, "qemu.pid", SearchOption.AllDirectories))
+        {
+            try
+            {
+                if (int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out var pid) && CommandLine(pid).Contains(StateDir, StringComparison.Ordinal))
+                    pids.Add(pid);
+            }
+            catch (IOException)
+            {
+                // Deleted under us.
+            }
+        }
+        return pids;
+    }
+
+    /// <summary>Resident set size of a process in bytes (VmRSS), or 0 if it is gone.</summary>
+    public static long RssBytes(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (!line.StartsWith("VmRSS:", StringComparison.Ordinal)) continue;
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+        }
+        // Guests: by pid file, and by command line for one whose pid file was not written yet.
+        var ours = QemuPids().Concat(ProcessesMentioning(StateDir)).Distinct().ToList();
+        foreach (var pid in ours) Kill(pid);
+        foreach (var pid in ours)
+        {
+            for (var i = 0; i < 100 && Directory.Exists($"/proc/{pid}"); i++) await Task.Delay(20);
+        }
+        Http.Dispose();
+        lock (_log) _log.Dispose();
+        _process.Dispose();
+        if (Environment.GetEnvironmentVariable("KUMO_BENCH_KEEP") != "1")
+            Directory.Delete(StateDir, recursive: true);
+    }
+
+    /// <summary>Live processes whose command line contains <paramref name="marker"/> (a unique temp path).</summary>
+    public static IEnumerable<int> ProcessesMentioning(string marker)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), CultureInfo.InvariantCulture, out var pid) || pid == Environment.ProcessId) continue;
+            if (CommandLine(pid).Contains(marker, StringComparison.Ordinal)) yield return pid;
+        }
+    }
+
+    public static void Kill(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            p.Kill();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // Already gone.
+        }
+    }
+
+    private static string CommandLine(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    public static string Tail(string path)
+    {
+        try
+        {
+            return string.Join(" | ", File.ReadLines(path).TakeLast(5));
+        }
+        catch (IOException)
+        {
+            return "(no log)";
+        }
+    }
+}
