@@ -35,9 +35,16 @@ public sealed class InstanceService(
     public async Task<Operation> CreateAsync(InstancesPost? body, CancellationToken ct)
     {
         var req = InstanceRequestValidator.Validate(body, defaults.Value);
+        // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
+        var image = await db.ReadAsync(c => c.QuerySingleOrDefault<ImageRow>(
+            "SELECT * FROM images WHERE project IN (@project, 'system') AND type = @type AND name = @name",
+            new { project = DefaultProject, type = req.Type, name = req.Image }), ct)
+            ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
+        if (req.Node is not null && !scheduler.HasNode(req.Node))
+            throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
         try
         {
-            return await db.WriteAsync(ctx => Create(ctx, req), ct);
+            return await db.WriteAsync(ctx => Create(ctx, req, image), ct);
         }
         catch (SqliteException e) when (e.SqliteErrorCode == 19)
         {
@@ -45,16 +52,9 @@ public sealed class InstanceService(
         }
     }
 
-    private Operation Create(WriteContext ctx, ValidCreate req)
+    /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
+    private Operation Create(WriteContext ctx, ValidCreate req, ImageRow image)
     {
-        var c = ctx.Connection;
-        if (Find(c, ctx.Transaction, req.Name) is not null)
-            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists");
-        var image = c.QuerySingleOrDefault<ImageRow>("SELECT * FROM images WHERE project IN (@project, 'system') AND type = @type AND name = @name",
-            new { project = DefaultProject, type = req.Type, name = req.Image }, ctx.Transaction)
-            ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
-        if (req.Node is not null && c.ExecuteScalar<long>("SELECT count(*) FROM nodes WHERE name = @name", new { name = req.Node }, ctx.Transaction) == 0)
-            throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
 
         Scheduler.NodeView node;
         try
@@ -92,15 +92,20 @@ public sealed class InstanceService(
             CreatedAt = now,
             UpdatedAt = now,
         };
-        c.Execute(
+        ctx.Execute(
             """
             INSERT INTO instances (id, name, project, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
                 stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at)
-            VALUES (@Id, @Name, @Project, @Type, @Image, @Cpus, @MemoryBytes, @DiskBytes, @NodeId, @State, @DesiredPower,
-                @StopMode, @BootGeneration, @StatusMessage, @Labels, @Description, @Version, @CreatedAt, @UpdatedAt)
-            """, row, ctx.Transaction);
+            VALUES ($id, $name, $project, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
+                $stop, $gen, $message, $labels, $description, $version, $created, $updated)
+            """,
+            ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$type", row.Type), ("$image", row.Image),
+            ("$cpus", row.Cpus), ("$memory", row.MemoryBytes), ("$disk", row.DiskBytes), ("$node", row.NodeId), ("$state", row.State),
+            ("$desired", row.DesiredPower), ("$stop", row.StopMode), ("$gen", row.BootGeneration), ("$message", row.StatusMessage),
+            ("$labels", row.Labels), ("$description", row.Description), ("$version", row.Version), ("$created", row.CreatedAt),
+            ("$updated", row.UpdatedAt));
         var op = operations.Insert(ctx, "create", req.Name, row.Id,
-            req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}");
+            req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}", supersede: false);
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
         return op;

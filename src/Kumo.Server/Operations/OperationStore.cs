@@ -14,9 +14,10 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
     /// Inserts an operation inside a write. Older unfinished operations on the same instance are failed as
     /// superseded, so a waiter never hangs on an outcome that can no longer happen.
     /// </summary>
-    internal Operation Insert(WriteContext ctx, string kind, string target, string? instanceId, string? expect, long minGeneration, string message)
+    internal Operation Insert(WriteContext ctx, string kind, string target, string? instanceId, string? expect, long minGeneration, string message,
+        bool supersede = true)
     {
-        if (instanceId is not null)
+        if (instanceId is not null && supersede)
         {
             foreach (var old in Pending(ctx, instanceId))
                 Finish(ctx, old, OperationStatuses.Failed, old.Message, $"superseded by a later {kind} request");
@@ -35,11 +36,13 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
             CreatedAt = now,
             UpdatedAt = now,
         };
-        ctx.Connection.Execute(
+        ctx.Execute(
             """
             INSERT INTO operations (id, kind, target, instance_id, expect, min_generation, status, message, error, created_at, updated_at)
-            VALUES (@Id, @Kind, @Target, @InstanceId, @Expect, @MinGeneration, @Status, @Message, NULL, @CreatedAt, @UpdatedAt)
-            """, row, ctx.Transaction);
+            VALUES ($id, $kind, $target, $instance, $expect, $gen, $status, $message, NULL, $created, $updated)
+            """,
+            ("$id", row.Id), ("$kind", row.Kind), ("$target", row.Target), ("$instance", row.InstanceId), ("$expect", row.Expect),
+            ("$gen", row.MinGeneration), ("$status", row.Status), ("$message", row.Message), ("$created", row.CreatedAt), ("$updated", row.UpdatedAt));
         Publish(ctx, row);
         return row.ToApi();
     }

@@ -84,6 +84,12 @@ public sealed class Scheduler(IOptions<SchedulerOptions> options)
             return _nodes.TryGetValue(nodeId, out var n) ? (n.UsedCpus, n.UsedMemoryBytes, n.Instances) : (0, 0, 0);
     }
 
+    public bool HasNode(string name)
+    {
+        lock (_lock)
+            return _nodes.Values.Any(n => n.Name == name);
+    }
+
     public string? NodeState(string nodeId)
     {
         lock (_lock)
