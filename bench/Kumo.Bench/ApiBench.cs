@@ -28,12 +28,13 @@ internal static class ApiBench
         await server.Get<NodeService>().RegisterAsync("bench-node", 4096, 4 * ByteSize.TiB, "tcg", new Dictionary<string, string>(), "bench", ct);
         var instances = server.Get<InstanceService>();
         await Parallel.ForEachAsync(Enumerable.Range(0, Instances), new ParallelOptions { MaxDegreeOfParallelism = 64, CancellationToken = ct },
-            async (i, c) => await instances.CreateAsync(new InstancesPost { Name = InstanceName(i) }, c));
+            async (i, c) => await instances.CreateAsync(server.Admin, "admin", new InstancesPost { Name = InstanceName(i) }, c));
 
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = Workers, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
         {
             BaseAddress = server.Api,
         };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.Token);
         var listed = await http.GetFromJsonAsync<JsonElement>("/api/v1/instances", ct);
         if (listed.GetArrayLength() != Instances) throw new InvalidOperationException($"the list has {listed.GetArrayLength()} instances, expected {Instances}");
 

@@ -1,6 +1,9 @@
 using System.Net;
 using Kumo.Server;
+using System.Net.Http.Json;
+using Kumo.Core;
 using Kumo.Server.Agents;
+using Kumo.Server.Identity;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -18,6 +21,12 @@ internal sealed class InProcessServer : IAsyncDisposable
     }
 
     public WebApplication App { get; }
+
+    /// <summary>The bootstrap admin, acting as the caller of in-process service calls.</summary>
+    public Caller Admin { get; private set; } = null!;
+
+    /// <summary>A bearer token of the admin for HTTP requests.</summary>
+    public string Token { get; private set; } = "";
     public string StateDir { get; }
     public Uri Api { get; }
 
@@ -34,7 +43,25 @@ internal sealed class InProcessServer : IAsyncDisposable
         };
         var app = KumoServer.Build(options, b => b.Logging.SetMinimumLevel(LogLevel.Warning));
         await app.StartAsync(ct);
-        return new InProcessServer(app, stateDir, KumoServer.BoundAddresses(app).Api);
+        var server = new InProcessServer(app, stateDir, KumoServer.BoundAddresses(app).Api);
+        var admin = await server.Get<UserService>().GetAsync("admin", ct);
+        server.Admin = new Caller(admin.Id, admin.Name, admin.Role, "bench");
+        using var http = new HttpClient { BaseAddress = server.Api };
+        server.Token = await LoginAsync(http, stateDir, ct);
+        return server;
+    }
+
+    /// <summary>Logs in as the bootstrap admin (STATE/initial-admin) and sets the client's bearer token.</summary>
+    public static async Task<string> LoginAsync(HttpClient http, string stateDir, CancellationToken ct)
+    {
+        var file = KumoServer.InitialAdminFile(stateDir);
+        if (!File.Exists(file)) throw new HttpRequestException("kumod has not written its initial admin yet");
+        var lines = await File.ReadAllLinesAsync(file, ct);
+        using var r = await http.PostAsJsonAsync("/api/v1/auth/login", new LoginRequest { Username = lines[0], Password = lines[1] }, ct);
+        r.EnsureSuccessStatusCode();
+        var token = (await r.Content.ReadFromJsonAsync<LoginResponse>(ct))!.Token;
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return token;
     }
 
     public T Get<T>() where T : notnull => App.Services.GetRequiredService<T>();

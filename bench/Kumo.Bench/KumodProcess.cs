@@ -91,6 +91,8 @@ internal sealed class KumodProcess : IAsyncDisposable
                 throw new InvalidOperationException($"kumod exited with {_process.ExitCode}: {Tail(LogPath)}");
             try
             {
+                if (Http.DefaultRequestHeaders.Authorization is null)
+                    await InProcessServer.LoginAsync(Http, StateDir, ct);
                 var nodes = await Http.GetFromJsonAsync<JsonElement>("/api/v1/nodes", ct);
                 if (nodes.EnumerateArray().Any(n => n.GetProperty("state").GetString() == "ready")) return;
             }

@@ -80,7 +80,7 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
 
     public CliEnvironment Environment => cli.Environment;
 
-    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url);
+    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url, CliConfig.ResolveToken(cli.Environment));
 
     public ResolvedUrl ResolveUrl() => CliConfig.ResolveUrl(Parse.GetValue(cli.Url), cli.Environment);
 

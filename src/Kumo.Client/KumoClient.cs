@@ -26,6 +26,14 @@ public sealed partial class KumoClient : IDisposable
     {
     }
 
+    /// <summary>Creates a client that sends <paramref name="token"/> as its bearer token (when not null).</summary>
+    public KumoClient(Uri baseAddress, string? token)
+        : this(baseAddress)
+    {
+        if (!string.IsNullOrEmpty(token))
+            _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+    }
+
     /// <summary>Wraps a caller-owned <see cref="HttpClient"/>; its <see cref="HttpClient.BaseAddress"/> must be set.</summary>
     public KumoClient(HttpClient http)
         : this(http, ownsHttp: false)

@@ -16,6 +16,9 @@ public static class ProblemTypes
     public const string InvalidState = Base + "invalid-state";
     public const string NodeBusy = Base + "node-busy";
     public const string Forbidden = Base + "forbidden";
+    public const string Unauthorized = Base + "unauthorized";
+    public const string QuotaExceeded = Base + "quota-exceeded";
+    public const string TooManyAttempts = Base + "too-many-attempts";
     public const string Internal = Base + "internal";
 }
 

@@ -2,6 +2,7 @@ using System.Net;
 using Kumo.Core;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
+using Kumo.Server.Identity;
 using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Operations;
@@ -31,6 +32,10 @@ public sealed record KumoServerOptions
     public NodeHealthOptions Health { get; init; } = new();
     public SchedulerOptions Scheduler { get; init; } = new();
     public InstanceDefaults Defaults { get; init; } = new();
+    public QuotaDefaults Quotas { get; init; } = new();
+
+    /// <summary>Optional external directory (LDAP) consulted for users who are not local.</summary>
+    public ExternalAuthenticator? ExternalAuthenticator { get; init; }
 }
 
 /// <summary>Builds and runs the control plane: REST API, agent gRPC service, store, scheduler and loops.</summary>
@@ -53,7 +58,16 @@ public static class KumoServer
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Listen(options.ApiEndpoint, l => l.Protocols = HttpProtocols.Http1);
-            k.Listen(options.AgentEndpoint, l => l.Protocols = HttpProtocols.Http2);
+            k.Listen(options.AgentEndpoint, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                // Authentication tells agent calls from user calls by the endpoint they arrived on.
+                l.Use(next => connection =>
+                {
+                    connection.Items[Api.Authorization.AgentEndpointItem] = true;
+                    return next(connection);
+                });
+            });
             k.Limits.MaxRequestBodySize = 1L << 30;
         });
 
@@ -68,6 +82,14 @@ public static class KumoServer
         s.AddSingleton<OperationHub>();
         s.AddSingleton<OperationStore>();
         s.AddSingleton<NodeSignals>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Quotas));
+        s.AddSingleton<QuotaService>();
+        s.AddSingleton<TokenService>();
+        s.AddSingleton<LoginThrottle>();
+        s.AddSingleton(sp => new UserService(sp.GetRequiredService<Database>(), sp.GetRequiredService<TokenService>(),
+            sp.GetRequiredService<LoginThrottle>(), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator));
+        s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
@@ -85,9 +107,11 @@ public static class KumoServer
         var db = app.Services.GetRequiredService<Database>();
         app.Services.GetRequiredService<Scheduler>().Load(db);
         app.Services.GetRequiredService<ImageService>().EnsureBuiltInsAsync(CancellationToken.None).GetAwaiter().GetResult();
+        app.Services.GetRequiredService<UserService>().BootstrapAsync(InitialAdminFile(options.StateDir), CancellationToken.None).GetAwaiter().GetResult();
 
         app.UseKumoProblems();
         app.UseRouting();
+        app.UseKumoAuthentication();
         app.UseKumoAuthorization();
 
         app.MapOpenApi().Requires("openapi", "get");
@@ -102,11 +126,15 @@ public static class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         return app;
     }
+
+    /// <summary>Where a fresh install leaves the first admin's credential (user name, then password), mode 0600.</summary>
+    public static string InitialAdminFile(string stateDir) => Path.Combine(stateDir, "initial-admin");
 
     /// <summary>The addresses Kestrel actually bound (port 0 resolved), REST first then agent gRPC.</summary>
     public static (Uri Api, Uri Agent) BoundAddresses(WebApplication app)

@@ -30,6 +30,9 @@ public sealed class PersistedValuesTests
                 "InvalidState=https://kumo.dev/problems/invalid-state",
                 "NodeBusy=https://kumo.dev/problems/node-busy",
                 "Forbidden=https://kumo.dev/problems/forbidden",
+                "Unauthorized=https://kumo.dev/problems/unauthorized",
+                "QuotaExceeded=https://kumo.dev/problems/quota-exceeded",
+                "TooManyAttempts=https://kumo.dev/problems/too-many-attempts",
                 "Internal=https://kumo.dev/problems/internal",
             ]
         },

@@ -20,6 +20,17 @@ internal static class CliConfig
     private const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
     private const UnixFileMode PrivateDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
+    public const string TokenVariable = "KUMO_TOKEN";
+
+    /// <summary>KUMO_TOKEN, then token= in the config file; null when not logged in.</summary>
+    public static string? ResolveToken(CliEnvironment env)
+    {
+        var fromEnv = env.GetVariable(TokenVariable);
+        if (!string.IsNullOrWhiteSpace(fromEnv)) return fromEnv.Trim();
+        var fromFile = Read(env.ConfigPath).GetValueOrDefault("token");
+        return string.IsNullOrWhiteSpace(fromFile) ? null : fromFile.Trim();
+    }
+
     /// <summary>--url, then KUMO_URL, then the config file's url=, then the default.</summary>
     public static ResolvedUrl ResolveUrl(string? flag, CliEnvironment env)
     {

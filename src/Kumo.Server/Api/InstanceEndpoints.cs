@@ -1,5 +1,6 @@
 using System.Globalization;
 using Kumo.Core;
+using Kumo.Server.Identity;
 using Kumo.Server.Instances;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -13,36 +14,47 @@ internal static class InstanceEndpoints
     {
         var g = api.MapGroup("/instances").WithTags("instances");
 
-        g.MapGet("/", (InstanceService s, string? state, string? type, CancellationToken ct) => s.ListAsync(state, type, ct))
+        g.MapGet("/", async (InstanceService s, ProjectService p, HttpContext http, string? project, string? state, string? type, CancellationToken ct) =>
+            await s.ListAsync(await p.ResolveAsync(Caller.Of(http), project, ct), state, type, ct))
             .Requires("instance", "list");
 
-        g.MapGet("/{name}", async (InstanceService s, HttpContext http, string name, CancellationToken ct) =>
+        g.MapGet("/{name}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
         {
-            var i = await s.GetAsync(name, ct);
+            var i = await s.GetAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct);
             http.Response.Headers.ETag = ETag(i.Version);
             return i;
         }).Requires("instance", "get");
 
-        g.MapPost("/", async (InstanceService s, HttpRequest req, CancellationToken ct) =>
-            Accepted(await s.CreateAsync(await Problems.ReadJsonAsync<InstancesPost>(req), ct)))
-            .Accepts<InstancesPost>("application/json").Produces<Operation>(202).Requires("instance", "create");
-
-        g.MapPut("/{name}", async (InstanceService s, HttpRequest req, HttpContext http, string name, CancellationToken ct) =>
+        g.MapPost("/", async (InstanceService s, ProjectService p, HttpContext http, string? project, CancellationToken ct) =>
         {
-            var version = ParseIfMatch(req.Headers.IfMatch.ToString());
-            var i = await s.PutAsync(name, await Problems.ReadJsonAsync<InstancePut>(req), version, ct);
+            var caller = Caller.Of(http);
+            var resolved = await p.ResolveAsync(caller, project, ct);
+            return Accepted(await s.CreateAsync(caller, resolved, await Problems.ReadJsonAsync<InstancesPost>(http.Request), ct));
+        }).Accepts<InstancesPost>("application/json").Produces<Operation>(202).Requires("instance", "create");
+
+        g.MapPut("/{name}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        {
+            var resolved = await p.ResolveAsync(Caller.Of(http), project, ct);
+            var version = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
+            var i = await s.PutAsync(resolved, name, await Problems.ReadJsonAsync<InstancePut>(http.Request), version, ct);
             http.Response.Headers.ETag = ETag(i.Version);
             return i;
         }).Accepts<InstancePut>("application/json").Requires("instance", "update");
 
         foreach (var action in new[] { "start", "stop", "restart", "destroy" })
         {
-            g.MapPost($"/{{name}}/{action}", async (InstanceService s, string name, CancellationToken ct) =>
-                Accepted(await s.ActAsync(name, action, ct))).Produces<Operation>(202).Requires("instance", action);
+            g.MapPost($"/{{name}}/{action}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+            {
+                var caller = Caller.Of(http);
+                return Accepted(await s.ActAsync(caller, await p.ResolveAsync(caller, project, ct), name, action, ct));
+            }).Produces<Operation>(202).Requires("instance", action);
         }
 
-        g.MapDelete("/{name}", async (InstanceService s, string name, bool? force, CancellationToken ct) =>
-            Accepted(await s.DeleteAsync(name, force ?? false, ct))).Produces<Operation>(202).Requires("instance", "delete");
+        g.MapDelete("/{name}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, bool? force, CancellationToken ct) =>
+        {
+            var caller = Caller.Of(http);
+            return Accepted(await s.DeleteAsync(caller, await p.ResolveAsync(caller, project, ct), name, force ?? false, ct));
+        }).Produces<Operation>(202).Requires("instance", "delete");
     }
 
     internal static IResult Accepted(Operation op) =>

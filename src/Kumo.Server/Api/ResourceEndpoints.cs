@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Kumo.Core;
 using Kumo.Server.Agents;
+using Kumo.Server.Identity;
 using Kumo.Server.Images;
 using Kumo.Server.Operations;
 using Kumo.Server.Scheduling;
@@ -37,17 +38,25 @@ internal static class ResourceEndpoints
     public static void MapOperations(RouteGroupBuilder api)
     {
         var g = api.MapGroup("/operations").WithTags("operations");
-        g.MapGet("/{id}", async (OperationStore s, string id, CancellationToken ct) =>
-            await s.GetAsync(id, ct) ?? throw ProblemException.NotFound("operation", id)).Requires("operation", "get");
+        g.MapGet("/{id}", async (OperationStore s, UserService users, HttpContext http, string id, CancellationToken ct) =>
+            await VisibleAsync(s, users, http, id, ct)).Requires("operation", "get");
         g.MapGet("/{id}/events", StreamAsync).Produces(200, contentType: "text/event-stream").Requires("operation", "watch");
     }
 
     /// <summary>Server-sent events: the current state first, then every change, closing after a final status.</summary>
-    private static async Task StreamAsync(OperationStore store, OperationHub hub, HttpContext http, string id, CancellationToken ct)
+    private static async Task<Operation> VisibleAsync(OperationStore store, UserService users, HttpContext http, string id, CancellationToken ct)
+    {
+        var caller = Caller.Of(http);
+        var projects = caller.IsAdmin ? new HashSet<string>() : await users.ProjectsOfAsync(caller.UserId!, ct);
+        // Someone else's operation is "not found", not "forbidden": its existence is not theirs to learn.
+        return await store.GetAsync(id, caller, projects, ct) ?? throw ProblemException.NotFound("operation", id);
+    }
+
+    private static async Task StreamAsync(OperationStore store, OperationHub hub, UserService users, HttpContext http, string id, CancellationToken ct)
     {
         // Subscribe before reading, so a change between the read and the subscription is not missed.
         using var sub = hub.Subscribe(id);
-        var op = await store.GetAsync(id, ct) ?? throw ProblemException.NotFound("operation", id);
+        var op = await VisibleAsync(store, users, http, id, ct);
         http.Response.ContentType = "text/event-stream";
         http.Response.Headers.CacheControl = "no-cache";
         var current = new OperationEvent { OperationId = op.Id, Status = op.Status, Message = op.Error ?? op.Message, At = op.UpdatedAt };

@@ -6,6 +6,9 @@ public static class Roles
 {
     public const string Admin = "admin";
     public const string User = "user";
+
+    /// <summary>A node agent (not a person); only the agent protocol accepts it.</summary>
+    public const string Agent = "agent";
 }
 
 /// <summary>

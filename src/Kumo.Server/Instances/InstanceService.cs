@@ -2,6 +2,7 @@ using Dapper;
 using Kumo.Core;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
+using Kumo.Server.Identity;
 using Kumo.Server.Operations;
 using Kumo.Server.Scheduling;
 using Kumo.Server.Storage;
@@ -16,23 +17,25 @@ namespace Kumo.Server.Instances;
 /// reports finish the operations.
 /// </summary>
 public sealed class InstanceService(
-    Database db, Scheduler scheduler, OperationStore operations, NodeSignals signals,
+    Database db, Scheduler scheduler, OperationStore operations, NodeSignals signals, QuotaService quotas,
     IOptions<InstanceDefaults> defaults, TimeProvider time)
 {
+    /// <summary>The shared project that holds resources created before identity existed.</summary>
     public const string DefaultProject = "default";
 
     private const string SelectWithNode =
         "SELECT i.*, n.name AS node_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id";
 
-    public Task<List<Instance>> ListAsync(string? state, string? type, CancellationToken ct) =>
+    /// <remarks>The project has already been resolved for the caller (membership checked).</remarks>
+    public Task<List<Instance>> ListAsync(string project, string? state, string? type, CancellationToken ct) =>
         db.ReadAsync(c => c.Query<InstanceRow>(
             SelectWithNode + " WHERE i.project = @project AND (@state IS NULL OR i.state = @state) AND (@type IS NULL OR i.type = @type) ORDER BY i.name",
-            new { project = DefaultProject, state, type }).Select(r => r.ToApi()).ToList(), ct);
+            new { project, state, type }).Select(r => r.ToApi()).ToList(), ct);
 
-    public async Task<Instance> GetAsync(string name, CancellationToken ct) =>
-        (await db.ReadAsync(c => Find(c, null, name), ct))?.ToApi() ?? throw ProblemException.NotFound("instance", name);
+    public async Task<Instance> GetAsync(string project, string name, CancellationToken ct) =>
+        (await db.ReadAsync(c => Find(c, null, project, name), ct))?.ToApi() ?? throw ProblemException.NotFound("instance", name);
 
-    public async Task<Operation> CreateAsync(InstancesPost? body, CancellationToken ct)
+    public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
         var req = InstanceRequestValidator.Validate(body, defaults.Value);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
@@ -44,7 +47,7 @@ public sealed class InstanceService(
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
         try
         {
-            return await db.WriteAsync(ctx => Create(ctx, req, image), ct);
+            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image), ct);
         }
         catch (SqliteException e) when (e.SqliteErrorCode == 19)
         {
@@ -53,8 +56,10 @@ public sealed class InstanceService(
     }
 
     /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
-    private Operation Create(WriteContext ctx, ValidCreate req, ImageRow image)
+    private Operation Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image)
     {
+        // Quota and placement in the same write: concurrent creates cannot overshoot either.
+        quotas.Check(ctx, caller, project, new QuotaService.Request(req.Type, req.Cpus, req.MemoryBytes, req.DiskBytes));
 
         Scheduler.NodeView node;
         try
@@ -74,7 +79,8 @@ public sealed class InstanceService(
         {
             Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
             Name = req.Name,
-            Project = DefaultProject,
+            Project = project,
+            OwnerId = caller.UserId,
             Type = req.Type,
             Image = image.Name,
             Cpus = req.Cpus,
@@ -94,29 +100,30 @@ public sealed class InstanceService(
         };
         ctx.Execute(
             """
-            INSERT INTO instances (id, name, project, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
+            INSERT INTO instances (id, name, project, owner_id, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
                 stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at)
-            VALUES ($id, $name, $project, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
+            VALUES ($id, $name, $project, $owner, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
                 $stop, $gen, $message, $labels, $description, $version, $created, $updated)
             """,
-            ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$type", row.Type), ("$image", row.Image),
+            ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$owner", row.OwnerId), ("$type", row.Type), ("$image", row.Image),
             ("$cpus", row.Cpus), ("$memory", row.MemoryBytes), ("$disk", row.DiskBytes), ("$node", row.NodeId), ("$state", row.State),
             ("$desired", row.DesiredPower), ("$stop", row.StopMode), ("$gen", row.BootGeneration), ("$message", row.StatusMessage),
             ("$labels", row.Labels), ("$description", row.Description), ("$version", row.Version), ("$created", row.CreatedAt),
             ("$updated", row.UpdatedAt));
         var op = operations.Insert(ctx, "create", req.Name, row.Id,
-            req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}", supersede: false);
+            req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}", supersede: false,
+            project: project, userId: caller.UserId);
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
         return op;
     }
 
-    public Task<Operation> ActAsync(string name, string action, CancellationToken ct) =>
-        db.WriteAsync(ctx => Act(ctx, name, action), ct);
+    public Task<Operation> ActAsync(Caller caller, string project, string name, string action, CancellationToken ct) =>
+        db.WriteAsync(ctx => Act(ctx, caller, project, name, action), ct);
 
-    private Operation Act(WriteContext ctx, string name, string action)
+    private Operation Act(WriteContext ctx, Caller caller, string project, string name, string action)
     {
-        var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+        var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
         if (row.DesiredPower == PowerStates.Deleted)
             throw ProblemException.InvalidState($"instance '{name}' is being deleted");
         var running = row.DesiredPower == PowerStates.Running;
@@ -125,7 +132,7 @@ public sealed class InstanceService(
             case "start" when running && row.State == InstanceStates.Running:
             case "stop" when !running && row.State == InstanceStates.Stopped && row.StopMode == StopModes.Graceful:
             case "destroy" when !running && row.State == InstanceStates.Stopped:
-                return operations.Insert(ctx, action, name, null, null, 0, $"instance is already {row.State}");
+                return operations.Insert(ctx, action, name, null, null, 0, $"instance is already {row.State}", project: project, userId: caller.UserId);
             case "start" or "restart":
                 row.DesiredPower = PowerStates.Running;
                 row.BootGeneration++;
@@ -143,15 +150,29 @@ public sealed class InstanceService(
         }
         Save(ctx, row);
         var expect = row.DesiredPower == PowerStates.Running ? InstanceStates.Running : InstanceStates.Stopped;
-        return operations.Insert(ctx, action, name, row.Id, expect, row.BootGeneration, $"{action} requested");
+        return operations.Insert(ctx, action, name, row.Id, expect, row.BootGeneration, $"{action} requested", project: project, userId: caller.UserId);
     }
 
-    public Task<Operation> DeleteAsync(string name, bool force, CancellationToken ct) =>
-        db.WriteAsync(ctx => Delete(ctx, name, force), ct);
+    public Task<Operation> DeleteAsync(Caller caller, string project, string name, bool force, CancellationToken ct) =>
+        db.WriteAsync(ctx => Delete(ctx, caller, project, name, force), ct);
 
-    private Operation Delete(WriteContext ctx, string name, bool force)
+    /// <summary>Force-deletes every instance a user owns and waits until they are gone (user deletion).</summary>
+    public async Task DeleteAllOwnedAsync(Caller caller, string ownerId, CancellationToken ct)
     {
-        var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+        var owned = await db.ReadAsync(c => c.Query<(string Project, string Name)>("SELECT project, name FROM instances WHERE owner_id = @ownerId", new { ownerId }).ToList(), ct);
+        foreach (var (project, name) in owned) await DeleteAsync(caller, project, name, force: true, ct);
+        var deadline = time.GetUtcNow() + TimeSpan.FromMinutes(2);
+        while (await db.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @ownerId", new { ownerId }), ct) > 0)
+        {
+            if (time.GetUtcNow() > deadline)
+                throw ProblemException.InvalidState("the user's instances are still being deleted; try again shortly");
+            await Task.Delay(200, ct);
+        }
+    }
+
+    private Operation Delete(WriteContext ctx, Caller caller, string project, string name, bool force)
+    {
+        var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
         var active = row.State is InstanceStates.Running or InstanceStates.Starting or InstanceStates.Stopping or InstanceStates.Creating
             || row.DesiredPower == PowerStates.Running;
         if (active && !force && row.DesiredPower != PowerStates.Deleted)
@@ -160,16 +181,16 @@ public sealed class InstanceService(
         {
             // Nobody can confirm the delete; remove it now. A returning agent drops guests it is no longer assigned.
             Remove(ctx, row, "deleted while its node was unreachable");
-            return operations.Insert(ctx, "delete", name, null, null, 0, "deleted (node unreachable)");
+            return operations.Insert(ctx, "delete", name, null, null, 0, "deleted (node unreachable)", project: project, userId: caller.UserId);
         }
         row.DesiredPower = PowerStates.Deleted;
         row.StopMode = StopModes.Force;
         row.State = InstanceStates.Deleting;
         Save(ctx, row);
-        return operations.Insert(ctx, "delete", name, row.Id, PowerStates.Deleted, 0, "delete requested");
+        return operations.Insert(ctx, "delete", name, row.Id, PowerStates.Deleted, 0, "delete requested", project: project, userId: caller.UserId);
     }
 
-    public Task<Instance> PutAsync(string name, InstancePut? put, long ifMatch, CancellationToken ct)
+    public Task<Instance> PutAsync(string project, string name, InstancePut? put, long ifMatch, CancellationToken ct)
     {
         if (put is null)
             throw new ProblemException(400, ProblemTypes.MalformedBody, "The request body is missing", "send a JSON object");
@@ -180,7 +201,7 @@ public sealed class InstanceService(
         if (errors.Count > 0) throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
         return db.WriteAsync(ctx =>
         {
-            var row = Find(ctx.Connection, ctx.Transaction, name) ?? throw ProblemException.NotFound("instance", name);
+            var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
             if (row.Version != ifMatch)
                 throw new ProblemException(412, ProblemTypes.PreconditionFailed, "The instance changed since you read it",
                     $"If-Match version {ifMatch} is stale; the current version is {row.Version}; read it again and retry");
@@ -257,7 +278,7 @@ public sealed class InstanceService(
         if (notify && row.NodeId is { } nodeId) ctx.OnCommit(() => signals.Notify(nodeId));
     }
 
-    private static InstanceRow? Find(SqliteConnection c, SqliteTransaction? tx, string name) =>
+    private static InstanceRow? Find(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
         c.QuerySingleOrDefault<InstanceRow>(SelectWithNode + " WHERE i.project = @project AND i.name = @name",
-            new { project = DefaultProject, name }, tx);
+            new { project, name }, tx);
 }

@@ -10,12 +10,21 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
     public async Task<Operation?> GetAsync(string id, CancellationToken ct) =>
         (await db.ReadAsync(c => c.QuerySingleOrDefault<OperationRow>("SELECT * FROM operations WHERE id = @id", new { id }), ct))?.ToApi();
 
+    /// <summary>The operation if the caller may see it (its project is theirs, or they are admin); otherwise null.</summary>
+    public async Task<Operation?> GetAsync(string id, Identity.Caller caller, IReadOnlySet<string> projects, CancellationToken ct)
+    {
+        var row = await db.ReadAsync(c => c.QuerySingleOrDefault<OperationRow>("SELECT * FROM operations WHERE id = @id", new { id }), ct);
+        if (row is null) return null;
+        var visible = caller.IsAdmin || row.UserId == caller.UserId || (row.Project is not null && projects.Contains(row.Project));
+        return visible ? row.ToApi() : null;
+    }
+
     /// <summary>
     /// Inserts an operation inside a write. Older unfinished operations on the same instance are failed as
     /// superseded, so a waiter never hangs on an outcome that can no longer happen.
     /// </summary>
     internal Operation Insert(WriteContext ctx, string kind, string target, string? instanceId, string? expect, long minGeneration, string message,
-        bool supersede = true)
+        bool supersede = true, string? project = null, string? userId = null)
     {
         if (instanceId is not null && supersede)
         {
@@ -29,6 +38,8 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
             Kind = kind,
             Target = target,
             InstanceId = instanceId,
+            Project = project,
+            UserId = userId,
             Expect = expect,
             MinGeneration = minGeneration,
             Status = expect is null ? OperationStatuses.Succeeded : OperationStatuses.Running,
@@ -38,10 +49,10 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
         };
         ctx.Execute(
             """
-            INSERT INTO operations (id, kind, target, instance_id, expect, min_generation, status, message, error, created_at, updated_at)
-            VALUES ($id, $kind, $target, $instance, $expect, $gen, $status, $message, NULL, $created, $updated)
+            INSERT INTO operations (id, kind, target, instance_id, project, user_id, expect, min_generation, status, message, error, created_at, updated_at)
+            VALUES ($id, $kind, $target, $instance, $project, $user, $expect, $gen, $status, $message, NULL, $created, $updated)
             """,
-            ("$id", row.Id), ("$kind", row.Kind), ("$target", row.Target), ("$instance", row.InstanceId), ("$expect", row.Expect),
+            ("$id", row.Id), ("$kind", row.Kind), ("$target", row.Target), ("$instance", row.InstanceId), ("$project", row.Project), ("$user", row.UserId), ("$expect", row.Expect),
             ("$gen", row.MinGeneration), ("$status", row.Status), ("$message", row.Message), ("$created", row.CreatedAt), ("$updated", row.UpdatedAt));
         Publish(ctx, row);
         return row.ToApi();

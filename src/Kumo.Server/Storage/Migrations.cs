@@ -78,6 +78,52 @@ internal static class Migrations
         """
         CREATE INDEX operations_pending ON operations (instance_id) WHERE status IN ('pending', 'running');
         """,
+        // 3: identity: users, tokens, projects, memberships, quotas; owners of instances and operations.
+        """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            source TEXT NOT NULL,
+            password_hash TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            hash TEXT NOT NULL UNIQUE,
+            name TEXT,
+            kind TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX tokens_user ON tokens (user_id);
+        CREATE TABLE projects (
+            name TEXT PRIMARY KEY,
+            personal_of TEXT REFERENCES users(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE project_members (
+            project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            PRIMARY KEY (project, user_id)
+        );
+        CREATE TABLE quotas (
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            vms INTEGER, containers INTEGER, vcpus INTEGER, memory_bytes INTEGER, disk_bytes INTEGER,
+            PRIMARY KEY (scope, subject)
+        );
+        ALTER TABLE instances ADD COLUMN owner_id TEXT;
+        CREATE INDEX instances_owner ON instances (owner_id);
+        CREATE INDEX instances_project ON instances (project);
+        ALTER TABLE operations ADD COLUMN project TEXT;
+        ALTER TABLE operations ADD COLUMN user_id TEXT;
+        INSERT INTO projects (name, personal_of, created_at) VALUES ('default', NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+        """,
     ];
 
     public static int Latest => All.Count;

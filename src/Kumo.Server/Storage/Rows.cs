@@ -28,6 +28,7 @@ internal sealed class InstanceRow
     public string Id { get; set; } = "";
     public string Name { get; set; } = "";
     public string Project { get; set; } = "";
+    public string? OwnerId { get; set; }
     public string Type { get; set; } = "";
     public string Image { get; set; } = "";
     public long Cpus { get; set; }
@@ -100,6 +101,8 @@ internal sealed class OperationRow
     public string Kind { get; set; } = "";
     public string Target { get; set; } = "";
     public string? InstanceId { get; set; }
+    public string? Project { get; set; }
+    public string? UserId { get; set; }
     public string? Expect { get; set; }
     public long MinGeneration { get; set; }
     public string Status { get; set; } = "";

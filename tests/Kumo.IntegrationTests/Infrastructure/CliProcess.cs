@@ -7,6 +7,9 @@ public sealed record CliResult(int ExitCode, string Out, string Err);
 /// <summary>Runs the real `kumo` binary as a user would, with no stdin.</summary>
 public static class CliProcess
 {
+    /// <summary>Bearer token handed to every CLI run (KUMO_TOKEN), set once the environment has logged in.</summary>
+    public static string? Token { get; set; }
+
     public static async Task<CliResult> RunAsync(string url, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
@@ -21,6 +24,7 @@ public static class CliProcess
         psi.ArgumentList.Add(url);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["CI"] = "true";
+        if (Token is not null) psi.Environment["KUMO_TOKEN"] = Token;
         using var p = Process.Start(psi)!;
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();

@@ -59,6 +59,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
             if (Server.HasExited) throw new InvalidOperationException("kumod exited:\n" + Server.Log);
             try
             {
+                if (Api.Http.DefaultRequestHeaders.Authorization is null) await LoginAsync();
                 var nodes = await Api.NodesAsync();
                 return !_allInOne || nodes.Any(n => n.Name == "local" && n.State == NodeStates.Ready);
             }
@@ -67,6 +68,21 @@ public sealed class KumoEnvironment : IAsyncDisposable
                 return false;
             }
         }, TimeSpan.FromSeconds(60), "kumod to answer" + (_allInOne ? " with its local node ready" : ""));
+    }
+
+    /// <summary>The bootstrap admin's bearer token (after the first start).</summary>
+    public string? Token { get; private set; }
+
+    /// <summary>Logs in as the admin kumod created on first start (its credential is in STATE/initial-admin).</summary>
+    private async Task LoginAsync()
+    {
+        var file = Path.Combine(StateDir, "initial-admin");
+        if (!File.Exists(file)) throw new HttpRequestException("no initial admin yet");
+        var lines = await File.ReadAllLinesAsync(file);
+        using var r = await Api.Http.PostAsync("/api/v1/auth/login", System.Net.Http.Json.JsonContent.Create(new LoginRequest { Username = lines[0], Password = lines[1] }));
+        r.EnsureSuccessStatusCode();
+        Token = (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<LoginResponse>(r.Content, ApiClient.Json))!.Token;
+        Api.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Token);
     }
 
     /// <summary>Starts a separate kumo-agent with its own state dir and declared capacity.</summary>

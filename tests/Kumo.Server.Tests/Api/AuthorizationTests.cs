@@ -26,7 +26,7 @@ public sealed class AuthorizationTests : IAsyncLifetime
         _app.UseKumoProblems();
         _app.UseRouting();
         _app.UseKumoAuthorization();
-        _app.MapGet("/guarded", () => "ok").Requires("test", "get");
+        _app.MapGet("/guarded", () => "ok").Requires("ca", "get");
         _app.MapGet("/forgotten", () => "leaked");
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();

@@ -85,7 +85,7 @@ public sealed class OperationEndpointsTests : IAsyncLifetime
     private async Task ReportAsync(string name, string state, string message)
     {
         var instances = _server.App.Services.GetRequiredService<InstanceService>();
-        var id = (await instances.GetAsync(name, CancellationToken.None)).Id;
+        var id = (await instances.GetAsync("admin", name, CancellationToken.None)).Id;
         await _server.Database.WriteAsync(ctx => instances.ApplyStatus(ctx, _nodeId, id, state, message, generation: 1, gone: false), CancellationToken.None);
     }
 

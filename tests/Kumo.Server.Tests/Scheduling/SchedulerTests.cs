@@ -195,7 +195,7 @@ public sealed class SchedulerTests
         await plane.AddNodeAsync("node-b", cpus: 8, memory: "1280M");
 
         var creates = Enumerable.Range(0, 50)
-            .Select(i => Task.Run(() => plane.Instances.CreateAsync(new InstancesPost { Name = $"vm-{i}", Memory = "256M" }, None)))
+            .Select(i => Task.Run(() => plane.Instances.CreateAsync(ControlPlane.Admin, ControlPlane.Project, new InstancesPost { Name = $"vm-{i}", Memory = "256M" }, None)))
             .ToList();
         var outcomes = await Task.WhenAll(creates.Select(async t =>
         {

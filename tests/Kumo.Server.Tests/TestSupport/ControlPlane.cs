@@ -1,5 +1,6 @@
 using Kumo.Core;
 using Kumo.Server.Agents;
+using Kumo.Server.Identity;
 using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Operations;
@@ -22,7 +23,8 @@ public sealed class ControlPlane : IAsyncDisposable
         Scheduler.Load(Database);
         var signals = new NodeSignals();
         Operations = new OperationStore(Database, new OperationHub(), time);
-        Instances = new InstanceService(Database, Scheduler, Operations, signals, Options.Create(new InstanceDefaults()), time);
+        Quotas = new QuotaService(Database, Options.Create(new QuotaDefaults()));
+        Instances = new InstanceService(Database, Scheduler, Operations, signals, Quotas, Options.Create(new InstanceDefaults()), time);
         Nodes = new NodeService(Database, Scheduler, Instances, signals, Options.Create(new NodeHealthOptions()), time);
     }
 
@@ -31,6 +33,12 @@ public sealed class ControlPlane : IAsyncDisposable
     public Scheduler Scheduler { get; }
     public OperationStore Operations { get; }
     public InstanceService Instances { get; }
+    public QuotaService Quotas { get; }
+
+    /// <summary>An administrator (no default quota) acting in the shared 'default' project.</summary>
+    public static readonly Caller Admin = new("test-admin", "admin", Roles.Admin, "test");
+
+    public const string Project = InstanceService.DefaultProject;
     public NodeService Nodes { get; }
 
     public static async Task<ControlPlane> StartAsync(SchedulerOptions? scheduler = null, TimeProvider? time = null)
@@ -47,9 +55,9 @@ public sealed class ControlPlane : IAsyncDisposable
     public async Task<string> PlaceAsync(string name, string memory = "256M", int cpus = 1, string? node = null,
         IReadOnlyDictionary<string, string>? nodeSelector = null)
     {
-        await Instances.CreateAsync(new InstancesPost { Name = name, Memory = memory, Cpus = cpus, Node = node, NodeSelector = nodeSelector },
+        await Instances.CreateAsync(Admin, Project, new InstancesPost { Name = name, Memory = memory, Cpus = cpus, Node = node, NodeSelector = nodeSelector },
             CancellationToken.None);
-        return (await Instances.GetAsync(name, CancellationToken.None)).Node!;
+        return (await Instances.GetAsync(Project, name, CancellationToken.None)).Node!;
     }
 
     public async ValueTask DisposeAsync()

@@ -37,7 +37,30 @@ public sealed class TestServer : IAsyncDisposable
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
         }, b => b.Logging.ClearProviders());
         await app.StartAsync();
-        return new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
+        var server = new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
+        server.AdminToken = await server.LoginAsync("admin", File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1]);
+        server.Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.AdminToken);
+        return server;
+    }
+
+    /// <summary>The bootstrap admin's token; <see cref="Client"/> sends it by default.</summary>
+    public string AdminToken { get; private set; } = "";
+
+    /// <summary>Logs in and returns the bearer token.</summary>
+    public async Task<string> LoginAsync(string user, string password)
+    {
+        using var anonymous = new HttpClient { BaseAddress = Client.BaseAddress };
+        using var r = await anonymous.PostAsync("/api/v1/auth/login", JsonContent.Create(new LoginRequest { Username = user, Password = password }, options: Problems.Json));
+        r.EnsureSuccessStatusCode();
+        return (await r.Content.ReadFromJsonAsync<LoginResponse>(Problems.Json))!.Token;
+    }
+
+    /// <summary>A client acting as <paramref name="token"/>'s user.</summary>
+    public HttpClient ClientFor(string? token)
+    {
+        var c = new HttpClient { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return c;
     }
 
     /// <summary>Registers a node as an agent would, without running one.</summary>

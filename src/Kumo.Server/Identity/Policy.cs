@@ -1,0 +1,97 @@
+namespace Kumo.Server.Identity;
+
+/// <summary>Who may call an endpoint at all. Ownership and membership are checked by the service on top.</summary>
+public enum Access
+{
+    /// <summary>Anyone, logged in or not.</summary>
+    Anonymous,
+
+    /// <summary>A node agent on the agent endpoint.</summary>
+    Agent,
+
+    /// <summary>Any logged-in user; the service limits them to their own projects and resources.</summary>
+    User,
+
+    /// <summary>Administrators only.</summary>
+    Admin,
+}
+
+/// <summary>
+/// The policy table: resource kind × verb → who may call. Endpoints declare their (kind, verb) next to
+/// themselves; a pair missing here is refused (deny by default), so a new endpoint needs a line here too.
+/// </summary>
+public static class Policy
+{
+    public static readonly IReadOnlyDictionary<(string Kind, string Verb), Access> Table = new Dictionary<(string, string), Access>
+    {
+        [("auth", "login")] = Access.Anonymous,
+        [("ca", "get")] = Access.Anonymous,
+        [("auth", "whoami")] = Access.User,
+        [("auth", "logout")] = Access.User,
+        [("auth", "password")] = Access.User,
+        [("token", "list")] = Access.User,
+        [("token", "create")] = Access.User,
+        [("token", "revoke")] = Access.User,
+        [("server", "get")] = Access.User,
+        [("openapi", "get")] = Access.User,
+        [("node", "list")] = Access.User,
+        [("node", "get")] = Access.User,
+        [("node", "drain")] = Access.Admin,
+        [("node", "remove")] = Access.Admin,
+        [("node", "token")] = Access.Admin,
+        [("image", "list")] = Access.User,
+        [("image", "get")] = Access.User,
+        [("instance", "list")] = Access.User,
+        [("instance", "get")] = Access.User,
+        [("instance", "create")] = Access.User,
+        [("instance", "update")] = Access.User,
+        [("instance", "start")] = Access.User,
+        [("instance", "stop")] = Access.User,
+        [("instance", "restart")] = Access.User,
+        [("instance", "destroy")] = Access.User,
+        [("instance", "delete")] = Access.User,
+        [("operation", "get")] = Access.User,
+        [("operation", "watch")] = Access.User,
+        [("project", "list")] = Access.User,
+        [("project", "create")] = Access.Admin,
+        [("project", "member")] = Access.Admin,
+        [("quota", "get")] = Access.User,
+        [("quota", "set")] = Access.Admin,
+        [("user", "list")] = Access.Admin,
+        [("user", "get")] = Access.Admin,
+        [("user", "create")] = Access.Admin,
+        [("user", "disable")] = Access.Admin,
+        [("user", "delete")] = Access.Admin,
+        [("admin", "backup")] = Access.Admin,
+        [("admin", "restore")] = Access.Admin,
+        [("audit", "list")] = Access.Admin,
+        [("audit", "verify")] = Access.Admin,
+        [("audit", "export")] = Access.Admin,
+        [("agent", "control")] = Access.Agent,
+    };
+
+    public enum Decision
+    {
+        Allow,
+
+        /// <summary>Needs a login (401).</summary>
+        Unauthenticated,
+
+        /// <summary>Logged in, but not allowed (403).</summary>
+        Forbidden,
+    }
+
+    public static Decision Decide(string kind, string verb, Caller caller)
+    {
+        if (!Table.TryGetValue((kind, verb), out var access)) return Decision.Forbidden;
+        return access switch
+        {
+            Access.Anonymous => Decision.Allow,
+            Access.Agent => caller.Role == Roles.Agent ? Decision.Allow : caller.IsAnonymous ? Decision.Unauthenticated : Decision.Forbidden,
+            _ when caller.IsAnonymous || caller.Role == Roles.Agent => Decision.Unauthenticated,
+            Access.User => Decision.Allow,
+            Access.Admin => caller.IsAdmin ? Decision.Allow : Decision.Forbidden,
+            _ => Decision.Forbidden,
+        };
+    }
+}
