@@ -36,7 +36,7 @@ public sealed class QuotaService(Database db, IOptions<QuotaDefaults> defaults)
 
     private static void CheckOne(WriteContext ctx, string scope, string name, QuotaLimits limits, string where, string subject, Request r)
     {
-        var used = Usage(ctx.Connection, ctx.Transaction, where, subject);
+        var used = ctx.QueryRow(UsageSql(where), ReadUsage, ("$subject", subject))!;
         void Over(string what, string have, string limit) => throw new ProblemException(403, ProblemTypes.QuotaExceeded, "Quota exceeded",
             $"{scope} '{name}' quota for {what} exceeded: {have} in use of {limit}")
         {
@@ -51,28 +51,48 @@ public sealed class QuotaService(Database db, IOptions<QuotaDefaults> defaults)
             Over("disk", $"{ByteSize.Human(used.DiskBytes ?? 0)} (+{ByteSize.Human(r.DiskBytes)} asked)", ByteSize.Human(limits.DiskBytes!.Value));
     }
 
+    private static string UsageSql(string where) =>
+        "SELECT count(*) FILTER (WHERE type = 'vm'), count(*) FILTER (WHERE type = 'container'), coalesce(sum(cpus), 0), "
+        + $"coalesce(sum(memory_bytes), 0), coalesce(sum(disk_bytes), 0) FROM instances WHERE {where.Replace("@subject", "$subject", StringComparison.Ordinal)}";
+
+    private static QuotaLimits ReadUsage(Microsoft.Data.Sqlite.SqliteDataReader r) =>
+        new() { Vms = r.GetInt32(0), Containers = r.GetInt32(1), Vcpus = r.GetInt32(2), MemoryBytes = r.GetInt64(3), DiskBytes = r.GetInt64(4) };
+
     private static QuotaLimits Usage(Microsoft.Data.Sqlite.SqliteConnection c, Microsoft.Data.Sqlite.SqliteTransaction? tx, string where, string subject)
     {
-        var u = c.QuerySingle<(long Vms, long Containers, long Vcpus, long Memory, long Disk)>(
-            $"SELECT count(*) FILTER (WHERE type = 'vm'), count(*) FILTER (WHERE type = 'container'), coalesce(sum(cpus), 0), coalesce(sum(memory_bytes), 0), coalesce(sum(disk_bytes), 0) FROM instances WHERE {where}",
-            new { subject }, tx);
-        return new QuotaLimits { Vms = (int)u.Vms, Containers = (int)u.Containers, Vcpus = (int)u.Vcpus, MemoryBytes = u.Memory, DiskBytes = u.Disk };
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = UsageSql(where);
+        cmd.Parameters.AddWithValue("$subject", subject);
+        using var reader = cmd.ExecuteReader();
+        reader.Read();
+        return ReadUsage(reader);
     }
 
-    private static QuotaLimits? Limits(WriteContext ctx, string scope, string subject) => Limits(ctx.Connection, ctx.Transaction, scope, subject);
+    /// <summary>Limits as stored; null when none are set for the subject. Runs on every create: prepared once.</summary>
+    private static QuotaLimits? Limits(WriteContext ctx, string scope, string subject) =>
+        ctx.QueryRow(LimitsSql, ReadLimits, ("$scope", scope), ("$subject", subject));
+
+    private const string LimitsSql = "SELECT vms, containers, vcpus, memory_bytes, disk_bytes FROM quotas WHERE scope = $scope AND subject = $subject";
+
+    private static QuotaLimits ReadLimits(Microsoft.Data.Sqlite.SqliteDataReader r) => new()
+    {
+        Vms = r.IsDBNull(0) ? null : r.GetInt32(0),
+        Containers = r.IsDBNull(1) ? null : r.GetInt32(1),
+        Vcpus = r.IsDBNull(2) ? null : r.GetInt32(2),
+        MemoryBytes = r.IsDBNull(3) ? null : r.GetInt64(3),
+        DiskBytes = r.IsDBNull(4) ? null : r.GetInt64(4),
+    };
 
     private static QuotaLimits? Limits(Microsoft.Data.Sqlite.SqliteConnection c, Microsoft.Data.Sqlite.SqliteTransaction? tx, string scope, string subject)
     {
-        var row = c.QuerySingleOrDefault<(long? Vms, long? Containers, long? Vcpus, long? Memory, long? Disk, string Scope)>(
-            "SELECT vms, containers, vcpus, memory_bytes, disk_bytes, scope FROM quotas WHERE scope = @scope AND subject = @subject", new { scope, subject }, tx);
-        return row.Scope is null ? null : new QuotaLimits
-        {
-            Vms = (int?)row.Vms,
-            Containers = (int?)row.Containers,
-            Vcpus = (int?)row.Vcpus,
-            MemoryBytes = row.Memory,
-            DiskBytes = row.Disk,
-        };
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = LimitsSql;
+        cmd.Parameters.AddWithValue("$scope", scope);
+        cmd.Parameters.AddWithValue("$subject", subject);
+        using var reader = cmd.ExecuteReader();
+        return reader.Read() ? ReadLimits(reader) : null;
     }
 
     private QuotaLimits Defaults() => new()

@@ -22,7 +22,16 @@ public sealed class WriteContext
     /// Runs a hot statement through a command kept for the writer's lifetime, so SQLite prepares it once
     /// instead of on every call (what Dapper's fresh commands cost on the placement path).
     /// </summary>
-    public int Execute(string sql, params (string Name, object? Value)[] parameters)
+    public int Execute(string sql, params (string Name, object? Value)[] parameters) => Prepared(sql, parameters).ExecuteNonQuery();
+
+    /// <summary>Reads one row of a hot query through a kept command; null when there is no row.</summary>
+    public T? QueryRow<T>(string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters) where T : class
+    {
+        using var reader = Prepared(sql, parameters).ExecuteReader();
+        return reader.Read() ? map(reader) : null;
+    }
+
+    private SqliteCommand Prepared(string sql, (string Name, object? Value)[] parameters)
     {
         if (!_prepared.TryGetValue(sql, out var cmd))
         {
@@ -33,7 +42,7 @@ public sealed class WriteContext
         }
         cmd.Transaction = Transaction;
         for (var i = 0; i < parameters.Length; i++) cmd.Parameters[i].Value = parameters[i].Value ?? DBNull.Value;
-        return cmd.ExecuteNonQuery();
+        return cmd;
     }
 
     public SqliteConnection Connection { get; }
