@@ -24,11 +24,11 @@ internal static class QuotaCommands
         quota.Subcommands.Add(show);
 
         var userArg = new Argument<string?>("USER") { Description = "User whose limits change (or --project P)", Arity = ArgumentArity.ZeroOrOne };
-        var vms = new Option<int?>("--vms") { Description = "Most VMs" };
-        var containers = new Option<int?>("--containers") { Description = "Most containers" };
-        var vcpus = new Option<int?>("--vcpus") { Description = "Most virtual CPUs in total" };
-        var memory = new Option<string?>("--memory") { Description = "Most memory in total, binary units: 8G" };
-        var disk = new Option<string?>("--disk") { Description = "Most disk in total, binary units: 100G" };
+        var vms = new Option<int?>("--vms") { Description = "Most VMs", HelpName = "N" };
+        var containers = new Option<int?>("--containers") { Description = "Most containers", HelpName = "N" };
+        var vcpus = new Option<int?>("--vcpus") { Description = "Most virtual CPUs in total", HelpName = "N" };
+        var memory = new Option<string?>("--memory") { Description = "Most memory in total, binary units: 8G", HelpName = "SIZE" };
+        var disk = new Option<string?>("--disk") { Description = "Most disk in total, binary units: 100G", HelpName = "SIZE" };
         var set = new Command("set", "Change a user's or a project's limits (admin only); limits not given stay as they are")
         {
             userArg, vms, containers, vcpus, memory, disk,
