@@ -18,6 +18,13 @@ internal sealed class CliContext(CliEnvironment env)
         Recursive = true,
     };
 
+    public Option<string?> Project { get; } = new("--project")
+    {
+        Description = $"Project to act in (default: ${CliConfig.ProjectVariable}, then project= set by kumo project use, then your personal project)",
+        HelpName = "NAME",
+        Recursive = true,
+    };
+
     public Option<string> Output { get; } = new Option<string>("--output", "-o")
     {
         Description = "Output format",
@@ -80,9 +87,12 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
 
     public CliEnvironment Environment => cli.Environment;
 
-    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url, CliConfig.ResolveToken(cli.Environment));
+    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url, CliConfig.ResolveToken(cli.Environment)) { Project = Project };
 
     public ResolvedUrl ResolveUrl() => CliConfig.ResolveUrl(Parse.GetValue(cli.Url), cli.Environment);
+
+    /// <summary>The project chosen by --project, KUMO_PROJECT or kumo project use; null for the personal project.</summary>
+    public string? Project => CliConfig.ResolveProject(Parse.GetValue(cli.Project), cli.Environment);
 
     public T Get<T>(Option<T> option) => Parse.GetValue(option)!;
 

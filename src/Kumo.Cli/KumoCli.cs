@@ -44,8 +44,11 @@ internal static class KumoCli
         cli.Examples(root,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
             "kumo vm list -o json",
+            "kumo login",
+            "kumo --project lab1 vm list",
             "kumo --url http://10.0.0.5:7400 node list");
         root.Options.Add(cli.Url);
+        root.Options.Add(cli.Project);
         root.Options.Add(cli.Output);
         root.Subcommands.Add(NodeCommands.Create(cli));
         root.Subcommands.Add(ImageCommands.Create(cli));
@@ -53,6 +56,12 @@ internal static class KumoCli
         root.Subcommands.Add(OperationCommands.Create(cli));
         root.Subcommands.Add(AdminCommands.Create(cli));
         root.Subcommands.Add(ConfigCommands.Create(cli));
+        foreach (var command in AuthCommands.Create(cli))
+            root.Subcommands.Add(command);
+        root.Subcommands.Add(TokenCommands.Create(cli));
+        root.Subcommands.Add(UserCommands.Create(cli));
+        root.Subcommands.Add(ProjectCommands.Create(cli));
+        root.Subcommands.Add(QuotaCommands.Create(cli));
         cli.ShowExamplesInHelp(root);
         return root;
     }

@@ -20,7 +20,7 @@ internal enum OutputFormat
 /// errors as one readable line on stderr. Human output shows sizes as 256M and times in local time;
 /// JSON and YAML keep the wire form.
 /// </summary>
-internal sealed class Output
+internal sealed partial class Output
 {
     public static readonly string[] FormatNames = ["table", "json", "yaml"];
 
@@ -241,12 +241,26 @@ internal sealed class Output
 
     // ---- errors
 
+    public const string NotLoggedIn = "not logged in or the session expired; run kumo login";
+
     public void Error(string message) => _env.Error.WriteLine($"error: {message}");
 
     /// <summary>One line for the problem, then the per-field messages or per-node rejections that explain it.</summary>
     public void Error(KumoApiException exception)
     {
         var problem = exception.Problem;
+        if (problem?.Status == 401)
+        {
+            Error(NotLoggedIn);
+            return;
+        }
+        if (problem?.Status == 429)
+        {
+            var wait = exception.RetryAfter is { } after && !exception.Message.Contains("try again", StringComparison.OrdinalIgnoreCase)
+                ? $" (try again in {Math.Ceiling(after.TotalSeconds):0} s)" : "";
+            Error(exception.Message + wait);
+            return;
+        }
         // When the problem lists its causes, the title plus the causes say it once; otherwise the detail does.
         var listsCauses = problem is not null && (problem.Errors is { Count: > 0 } || problem.Rejections is { Count: > 0 });
         Error(listsCauses ? problem!.Title : exception.Message);
@@ -259,6 +273,8 @@ internal sealed class Output
         }
         foreach (var (node, reason) in (problem.Rejections ?? new Dictionary<string, string>()).OrderBy(r => r.Key, StringComparer.Ordinal))
             _env.Error.WriteLine($"  node {node}: {reason}");
+        if (exception.Is(ProblemTypes.QuotaExceeded))
+            _env.Error.WriteLine("  (see: kumo quota show)");
     }
 
     /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>

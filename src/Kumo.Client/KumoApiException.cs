@@ -9,10 +9,11 @@ namespace Kumo.Client;
 /// </summary>
 public sealed class KumoApiException : Exception
 {
-    public KumoApiException(Problem problem)
+    public KumoApiException(Problem problem, TimeSpan? retryAfter = null)
         : base(problem.Detail ?? problem.Title)
     {
         Problem = problem;
+        RetryAfter = retryAfter;
     }
 
     private KumoApiException(string message, Exception? inner, bool unreachable)
@@ -26,6 +27,9 @@ public sealed class KumoApiException : Exception
 
     /// <summary>True when no connection to kumod could be made (refused, unknown host, TLS failure).</summary>
     public bool IsUnreachable { get; }
+
+    /// <summary>The server's Retry-After, when it sent one (429 too many attempts).</summary>
+    public TimeSpan? RetryAfter { get; }
 
     public HttpStatusCode? StatusCode => Problem is null ? null : (HttpStatusCode)Problem.Status;
 

@@ -30,8 +30,7 @@ public sealed partial class KumoClient : IDisposable
     public KumoClient(Uri baseAddress, string? token)
         : this(baseAddress)
     {
-        if (!string.IsNullOrEmpty(token))
-            _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        Token = token;
     }
 
     /// <summary>Wraps a caller-owned <see cref="HttpClient"/>; its <see cref="HttpClient.BaseAddress"/> must be set.</summary>
@@ -50,6 +49,14 @@ public sealed partial class KumoClient : IDisposable
     }
 
     public Uri BaseAddress => _http.BaseAddress!;
+
+    /// <summary>Bearer token sent with every request except login; null or empty sends none.</summary>
+    public string? Token { get; set; }
+
+    /// <summary>
+    /// The project instance requests act in (<c>?project=</c>); null means kumod's default, the caller's personal project.
+    /// </summary>
+    public string? Project { get; set; }
 
     /// <summary>Limit for one ordinary request. Streams (events, backup, restore) are bounded only by the caller's token.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(100);
@@ -97,6 +104,8 @@ public sealed partial class KumoClient : IDisposable
     public async Task<IReadOnlyList<Instance>> ListInstancesAsync(string? state = null, string? type = null, CancellationToken cancellationToken = default)
     {
         var query = new List<string>();
+        if (Project is not null)
+            query.Add("project=" + Uri.EscapeDataString(Project));
         if (state is not null)
             query.Add("state=" + Uri.EscapeDataString(state));
         if (type is not null)
@@ -106,11 +115,11 @@ public sealed partial class KumoClient : IDisposable
     }
 
     public Task<Instance> GetInstanceAsync(string name, CancellationToken cancellationToken = default) =>
-        SendJsonAsync<Instance>(HttpMethod.Get, $"api/v1/instances/{Escape(name)}", cancellationToken);
+        SendJsonAsync<Instance>(HttpMethod.Get, InProject($"api/v1/instances/{Escape(name)}"), cancellationToken);
 
     /// <summary>Reads an instance and the ETag to pass to <see cref="PutInstanceAsync"/>.</summary>
     public Task<InstanceWithETag> GetInstanceWithETagAsync(string name, CancellationToken cancellationToken = default) =>
-        SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"api/v1/instances/{Escape(name)}"), async (response, ct) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Get, InProject($"api/v1/instances/{Escape(name)}")), async (response, ct) =>
         {
             var instance = await ReadJsonAsync<Instance>(response, ct);
             var etag = response.Headers.ETag?.Tag ?? Quote(instance.Version.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -121,7 +130,7 @@ public sealed partial class KumoClient : IDisposable
     public Task<Instance> PutInstanceAsync(string name, InstancePut put, string ifMatch, CancellationToken cancellationToken = default) =>
         SendAsync(() =>
         {
-            var request = new HttpRequestMessage(HttpMethod.Put, $"api/v1/instances/{Escape(name)}")
+            var request = new HttpRequestMessage(HttpMethod.Put, InProject($"api/v1/instances/{Escape(name)}"))
             {
                 Content = JsonContent.Create(put, options: JsonOptions),
             };
@@ -131,7 +140,7 @@ public sealed partial class KumoClient : IDisposable
 
     /// <summary>Starts creating an instance; follow the returned operation with <see cref="WaitOperationAsync"/>.</summary>
     public Task<Operation> CreateInstanceAsync(InstancesPost post, CancellationToken cancellationToken = default) =>
-        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, "api/v1/instances")
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, InProject("api/v1/instances"))
         {
             Content = JsonContent.Create(post, options: JsonOptions),
         }, ReadJsonAsync<Operation>, cancellationToken);
@@ -152,10 +161,10 @@ public sealed partial class KumoClient : IDisposable
 
     /// <summary>Deletes an instance; without <paramref name="force"/> kumod refuses (invalid-state) while it runs.</summary>
     public Task<Operation> DeleteInstanceAsync(string name, bool force = false, CancellationToken cancellationToken = default) =>
-        SendJsonAsync<Operation>(HttpMethod.Delete, $"api/v1/instances/{Escape(name)}{Force(force)}", cancellationToken);
+        SendJsonAsync<Operation>(HttpMethod.Delete, InProject($"api/v1/instances/{Escape(name)}{Force(force)}"), cancellationToken);
 
     private Task<Operation> InstanceActionAsync(string name, string action, CancellationToken cancellationToken) =>
-        SendJsonAsync<Operation>(HttpMethod.Post, $"api/v1/instances/{Escape(name)}/{action}", cancellationToken);
+        SendJsonAsync<Operation>(HttpMethod.Post, InProject($"api/v1/instances/{Escape(name)}/{action}"), cancellationToken);
 
     // ---- admin
 
@@ -208,6 +217,8 @@ public sealed partial class KumoClient : IDisposable
     /// <summary>Sends a request and turns transport failures and non-2xx answers into <see cref="KumoApiException"/>.</summary>
     private async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, HttpCompletionOption completion, CancellationToken cancellationToken)
     {
+        if (!string.IsNullOrEmpty(Token) && !request.Options.TryGetValue(WithoutToken, out _))
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Token);
         HttpResponseMessage response;
         try
         {
@@ -224,7 +235,7 @@ public sealed partial class KumoClient : IDisposable
         if (response.IsSuccessStatusCode)
             return response;
         using (response)
-            throw new KumoApiException(await ProblemReader.ReadAsync(response, cancellationToken));
+            throw new KumoApiException(await ProblemReader.ReadAsync(response, cancellationToken), response.Headers.RetryAfter?.Delta);
     }
 
     private static async Task<T> ReadJsonAsync<T>(HttpResponseMessage response, CancellationToken cancellationToken)
@@ -247,6 +258,10 @@ public sealed partial class KumoClient : IDisposable
     private static string Escape(string segment) => Uri.EscapeDataString(segment);
 
     private static string Force(bool force) => force ? "?force=true" : "";
+
+    /// <summary>Adds <c>project=</c> when <see cref="Project"/> is set.</summary>
+    private string InProject(string path) =>
+        Project is null ? path : $"{path}{(path.Contains('?', StringComparison.Ordinal) ? '&' : '?')}project={Uri.EscapeDataString(Project)}";
 
     /// <summary>ETags travel quoted; accept a bare version number too.</summary>
     private static string Quote(string tag) =>

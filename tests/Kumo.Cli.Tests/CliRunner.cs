@@ -9,14 +9,16 @@ internal sealed record CliResult(int ExitCode, string Out, string Err)
 internal static class CliRunner
 {
     public static async Task<CliResult> RunAsync(string[] args, IReadOnlyDictionary<string, string>? variables = null,
-        string? configPath = null, CancellationToken cancellationToken = default)
+        string? configPath = null, string? stdin = null, CancellationToken cancellationToken = default)
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
+        using var input = new StringReader(stdin ?? "");
         var environment = new CliEnvironment
         {
             Out = stdout,
             Error = stderr,
+            In = input,
             GetVariable = name => variables?.GetValueOrDefault(name),
             ConfigPath = configPath ?? Path.Combine(Path.GetTempPath(), $"kumo-no-config-{Guid.NewGuid():N}", "config"),
             IsTerminal = false,

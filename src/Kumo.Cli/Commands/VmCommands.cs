@@ -78,7 +78,11 @@ internal static class VmCommands
                 filter = InstanceStates.Running;
             }
             var instances = await run.Client.ListInstancesAsync(filter, VmType, run.Cancellation);
-            run.Output.Write(instances, run.Output.Instances);
+            // Say which project only when one was chosen; the personal project is the quiet default.
+            var project = run.Client.Project;
+            run.Output.Write(instances, list => project is null
+                ? run.Output.Instances(list)
+                : new Spectre.Console.Rows(run.Output.Instances(list), new Spectre.Console.Text($"project: {project}")));
             return KumoCli.Ok;
         });
         return list;

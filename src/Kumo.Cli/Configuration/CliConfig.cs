@@ -31,6 +31,20 @@ internal static class CliConfig
         return string.IsNullOrWhiteSpace(fromFile) ? null : fromFile.Trim();
     }
 
+    public const string ProjectVariable = "KUMO_PROJECT";
+
+    /// <summary>--project, then KUMO_PROJECT, then project= in the config file; null means kumod's default (the personal project).</summary>
+    public static string? ResolveProject(string? flag, CliEnvironment env)
+    {
+        if (!string.IsNullOrWhiteSpace(flag))
+            return Check.Name(flag.Trim(), "project");
+        var fromEnv = env.GetVariable(ProjectVariable);
+        if (!string.IsNullOrWhiteSpace(fromEnv))
+            return Check.Name(fromEnv.Trim(), $"{ProjectVariable} project");
+        var fromFile = Read(env.ConfigPath).GetValueOrDefault("project");
+        return string.IsNullOrWhiteSpace(fromFile) ? null : Check.Name(fromFile, $"project in {env.ConfigPath}");
+    }
+
     /// <summary>--url, then KUMO_URL, then the config file's url=, then the default.</summary>
     public static ResolvedUrl ResolveUrl(string? flag, CliEnvironment env)
     {
@@ -82,6 +96,18 @@ internal static class CliConfig
         else
             lines.Add($"{key}={value}");
         WritePrivate(path, string.Join('\n', lines) + "\n");
+    }
+
+    /// <summary>Removes one key, keeping the other lines; true when it was there.</summary>
+    public static bool Remove(string path, string key)
+    {
+        if (!File.Exists(path))
+            return false;
+        var lines = File.ReadAllLines(path).ToList();
+        var removed = lines.RemoveAll(l => l.Trim().StartsWith(key + "=", StringComparison.Ordinal) || l.Trim().StartsWith(key + " ", StringComparison.Ordinal));
+        if (removed > 0)
+            WritePrivate(path, lines.Count == 0 ? "" : string.Join('\n', lines) + "\n");
+        return removed > 0;
     }
 
     private static void WritePrivate(string path, string content)

@@ -10,7 +10,14 @@ public static class CliProcess
     /// <summary>Bearer token handed to every CLI run (KUMO_TOKEN), set once the environment has logged in.</summary>
     public static string? Token { get; set; }
 
-    public static async Task<CliResult> RunAsync(string url, params string[] args)
+    public static Task<CliResult> RunAsync(string url, params string[] args) =>
+        RunAsync(url, Token is null ? new Dictionary<string, string?>() : new() { ["KUMO_TOKEN"] = Token }, null, args);
+
+    /// <summary>
+    /// Runs `kumo` with extra environment variables (a null value removes one the test process has) and
+    /// <paramref name="stdin"/> as its input.
+    /// </summary>
+    public static async Task<CliResult> RunAsync(string url, IReadOnlyDictionary<string, string?> environment, string? stdin, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -24,8 +31,14 @@ public static class CliProcess
         psi.ArgumentList.Add(url);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["CI"] = "true";
-        if (Token is not null) psi.Environment["KUMO_TOKEN"] = Token;
+        psi.Environment.Remove("KUMO_TOKEN");
+        foreach (var (name, value) in environment)
+        {
+            if (value is null) psi.Environment.Remove(name);
+            else psi.Environment[name] = value;
+        }
         using var p = Process.Start(psi)!;
+        if (stdin is not null) await p.StandardInput.WriteAsync(stdin);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
