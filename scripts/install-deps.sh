@@ -16,6 +16,13 @@ RUNTIME_PACKAGES=(
 # What the test suites need on top. Add a package here when a test starts needing it.
 TEST_PACKAGES=(
     python3     # scripts/run-tests.sh reads the TRX result files
+    slapd ldap-utils  # the LDAP tests start a real OpenLDAP slapd; slappasswd hashes its passwords
+)
+
+# Debconf answers given before installing. The LDAP tests run their own slapd; Debian's slapd would
+# otherwise create a default directory and start it on port 389.
+DEBCONF_PRESEED=(
+    "slapd slapd/no_configuration boolean true"
 )
 
 usage() { sed -n '2,5s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
@@ -44,6 +51,8 @@ install_packages() {
         return 0
     fi
     kumo_log "installing ${missing[*]}"
+    printf '%s\n' "${DEBCONF_PRESEED[@]}" | as_root debconf-set-selections \
+        || kumo_die "debconf-set-selections failed"
     as_root apt-get update -q || kumo_die "apt-get update failed"
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null \
