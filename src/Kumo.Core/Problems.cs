@@ -19,6 +19,7 @@ public static class ProblemTypes
     public const string Unauthorized = Base + "unauthorized";
     public const string QuotaExceeded = Base + "quota-exceeded";
     public const string TooManyAttempts = Base + "too-many-attempts";
+    public const string DirectoryUnavailable = Base + "directory-unavailable";
     public const string Internal = Base + "internal";
 }
 

@@ -20,6 +20,12 @@ public static class DaemonCommand
         var allInOne = new Option<bool>("--all-in-one") { Description = "Also run an agent for this machine inside kumod" };
         var downAfter = new Option<double>("--down-after-seconds") { Description = "Mark a node down after this long without heartbeats", DefaultValueFactory = _ => 10 };
         var heartbeat = new Option<double>("--heartbeat-seconds") { Description = "Heartbeat interval asked of agents", DefaultValueFactory = _ => 2 };
+        var ldapUrl = new Option<string?>("--ldap-url") { Description = "LDAP directory for users who are not local, e.g. ldap://ldap.example.org:389" };
+        var ldapBase = new Option<string?>("--ldap-base-dn") { Description = "Where users are searched, e.g. ou=people,dc=example,dc=org" };
+        var ldapAttr = new Option<string>("--ldap-user-attribute") { Description = "Attribute holding the user name", DefaultValueFactory = _ => "uid" };
+        var ldapBind = new Option<string?>("--ldap-bind-dn") { Description = "Service account for the user search (default: anonymous search)" };
+        var ldapBindPassword = new Option<string?>("--ldap-bind-password-file") { Description = "File holding the service account's password" };
+        var ldapAdmins = new Option<string?>("--ldap-admin-group") { Description = "Members of this group DN are Kumo admins" };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -29,7 +35,8 @@ public static class DaemonCommand
               kumod --all-in-one                         # server + local agent, state in /var/lib/kumo
               kumod --state-dir /tmp/k --listen 127.0.0.1:7500 --agent-listen 127.0.0.1:7501
             """);
-        foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat }) root.Options.Add(o);
+        foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins })
+            root.Options.Add(o);
         agent.AddTo(root);
 
         root.SetAction(async (parse, ct) =>
@@ -41,8 +48,32 @@ public static class DaemonCommand
                 await Console.Error.WriteLineAsync("error: --listen and --agent-listen take IP:PORT, e.g. 127.0.0.1:7400");
                 return 1;
             }
+            Kumo.Server.Identity.Ldap.LdapOptions? ldap = null;
+            if (parse.GetValue(ldapUrl) is { } url)
+            {
+                var passwordFile = parse.GetValue(ldapBindPassword);
+                ldap = new Kumo.Server.Identity.Ldap.LdapOptions
+                {
+                    Url = url,
+                    BaseDn = parse.GetValue(ldapBase) ?? "",
+                    UserAttribute = parse.GetValue(ldapAttr)!,
+                    BindDn = parse.GetValue(ldapBind),
+                    BindPassword = passwordFile is null ? null : (await File.ReadAllTextAsync(passwordFile, ct)).Trim(),
+                    AdminGroupDn = parse.GetValue(ldapAdmins),
+                };
+                try
+                {
+                    ldap.Validate();
+                }
+                catch (ArgumentException e)
+                {
+                    await Console.Error.WriteLineAsync($"error: LDAP settings: {e.Message}");
+                    return 1;
+                }
+            }
             var options = new KumoServerOptions
             {
+                Ldap = ldap,
                 StateDir = state,
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,

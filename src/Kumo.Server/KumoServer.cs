@@ -34,8 +34,11 @@ public sealed record KumoServerOptions
     public InstanceDefaults Defaults { get; init; } = new();
     public QuotaDefaults Quotas { get; init; } = new();
 
-    /// <summary>Optional external directory (LDAP) consulted for users who are not local.</summary>
+    /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
+
+    /// <summary>LDAP directory for logins of users who are not local; ignored when <see cref="ExternalAuthenticator"/> is set.</summary>
+    public Identity.Ldap.LdapOptions? Ldap { get; init; }
 }
 
 /// <summary>Builds and runs the control plane: REST API, agent gRPC service, store, scheduler and loops.</summary>
@@ -88,7 +91,7 @@ public static class KumoServer
         s.AddSingleton<LoginThrottle>();
         s.AddSingleton(sp => new UserService(sp.GetRequiredService<Database>(), sp.GetRequiredService<TokenService>(),
             sp.GetRequiredService<LoginThrottle>(), sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator));
+            sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator ?? LdapLogin(options.Ldap, sp)));
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<NodeService>();
@@ -131,6 +134,25 @@ public static class KumoServer
         ResourceEndpoints.MapAdmin(api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         return app;
+    }
+
+    /// <summary>Adapts the LDAP authenticator to login: null means "no", an unreachable directory is a 503.</summary>
+    private static ExternalAuthenticator? LdapLogin(Identity.Ldap.LdapOptions? ldap, IServiceProvider sp)
+    {
+        if (ldap is null) return null;
+        var authenticator = new Identity.Ldap.LdapAuthenticator(ldap, sp.GetRequiredService<ILogger<Identity.Ldap.LdapAuthenticator>>());
+        return async (user, password, ct) =>
+        {
+            try
+            {
+                var found = await authenticator.AuthenticateAsync(user, password, ct);
+                return found is null ? null : new ExternalUser(found.Username, found.IsAdmin);
+            }
+            catch (Identity.Ldap.LdapUnavailableException e)
+            {
+                throw new ProblemException(503, Core.ProblemTypes.DirectoryUnavailable, "The user directory is unreachable", e.Message);
+            }
+        };
     }
 
     /// <summary>Where a fresh install leaves the first admin's credential (user name, then password), mode 0600.</summary>

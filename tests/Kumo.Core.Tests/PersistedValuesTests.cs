@@ -33,6 +33,7 @@ public sealed class PersistedValuesTests
                 "Unauthorized=https://kumo.dev/problems/unauthorized",
                 "QuotaExceeded=https://kumo.dev/problems/quota-exceeded",
                 "TooManyAttempts=https://kumo.dev/problems/too-many-attempts",
+                "DirectoryUnavailable=https://kumo.dev/problems/directory-unavailable",
                 "Internal=https://kumo.dev/problems/internal",
             ]
         },

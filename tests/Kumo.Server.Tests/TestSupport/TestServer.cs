@@ -27,7 +27,7 @@ public sealed class TestServer : IAsyncDisposable
     public HttpClient Client { get; }
     public Database Database => App.Services.GetRequiredService<Database>();
 
-    public static async Task<TestServer> StartAsync()
+    public static async Task<TestServer> StartAsync(Kumo.Server.Identity.Ldap.LdapOptions? ldap = null)
     {
         var dir = new TempDirectory();
         var app = KumoServer.Build(new KumoServerOptions
@@ -35,6 +35,7 @@ public sealed class TestServer : IAsyncDisposable
             StateDir = dir.Path,
             ApiEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
+            Ldap = ldap,
         }, b => b.Logging.ClearProviders());
         await app.StartAsync();
         var server = new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
