@@ -78,6 +78,25 @@ internal static class Migrations
         """
         CREATE INDEX operations_pending ON operations (instance_id) WHERE status IN ('pending', 'running');
         """,
+        // 3: TLS for agents: one-time join tokens (hashed) and the client certificates issued to nodes.
+        """
+        CREATE TABLE join_tokens (
+            hash TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            used_by TEXT
+        );
+        CREATE TABLE node_certificates (
+            serial TEXT PRIMARY KEY,
+            node_name TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX node_certificates_node ON node_certificates (node_name) WHERE revoked_at IS NULL;
+        """,
     ];
 
     public static int Latest => All.Count;
