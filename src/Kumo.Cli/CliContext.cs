@@ -18,6 +18,13 @@ internal sealed class CliContext(CliEnvironment env)
         Recursive = true,
     };
 
+    public Option<string?> AcceptFingerprint { get; } = new("--accept-fingerprint")
+    {
+        Description = "On first contact with an https kumod, trust its CA if it has this SHA-256 fingerprint (for scripts)",
+        HelpName = "SHA256",
+        Recursive = true,
+    };
+
     public Option<string> Output { get; } = new Option<string>("--output", "-o")
     {
         Description = "Output format",
@@ -59,7 +66,7 @@ internal sealed class CliContext(CliEnvironment env)
             output.Error(e);
             return e.IsUnreachable ? KumoCli.Unreachable : KumoCli.Failed;
         }
-        catch (Exception e) when (e is UsageException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is UsageException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             output.Error(e.Message);
             return KumoCli.Failed;
@@ -80,7 +87,7 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
 
     public CliEnvironment Environment => cli.Environment;
 
-    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url);
+    public KumoClient Client => _client ??= CreateClient();
 
     public ResolvedUrl ResolveUrl() => CliConfig.ResolveUrl(Parse.GetValue(cli.Url), cli.Environment);
 
@@ -89,6 +96,17 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
     public T Get<T>(Argument<T> argument) => Parse.GetValue(argument)!;
 
     public void Dispose() => _client?.Dispose();
+
+    /// <summary>http:// only when the URL says so; https trusts the CA pinned for that server, settled on first use.</summary>
+    private KumoClient CreateClient()
+    {
+        var url = ResolveUrl().Url;
+        if (url.Scheme == Uri.UriSchemeHttp)
+            return new KumoClient(url);
+        return new KumoClient(url, new TrustOnFirstUse(url, cli.Environment, Parse.GetValue(cli.AcceptFingerprint)));
+    }
+
+    public string? AcceptFingerprint => Parse.GetValue(cli.AcceptFingerprint);
 }
 
 /// <summary>The standard help, followed by the command's examples.</summary>

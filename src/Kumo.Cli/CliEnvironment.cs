@@ -6,6 +6,12 @@ internal sealed record CliEnvironment
     public required TextWriter Out { get; init; }
     public required TextWriter Error { get; init; }
 
+    /// <summary>Answers to questions (trusting a new server); only read when <see cref="IsInputTerminal"/>.</summary>
+    public TextReader In { get; init; } = TextReader.Null;
+
+    /// <summary>True when stdin is a terminal: a person can be asked before a new server is trusted.</summary>
+    public bool IsInputTerminal { get; init; }
+
     /// <summary>Looks up an environment variable (KUMO_URL, CI).</summary>
     public required Func<string, string?> GetVariable { get; init; }
 
@@ -25,6 +31,8 @@ internal sealed record CliEnvironment
     {
         Out = Console.Out,
         Error = Console.Error,
+        In = Console.In,
+        IsInputTerminal = !Console.IsInputRedirected,
         GetVariable = Environment.GetEnvironmentVariable,
         ConfigPath = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile, Environment.SpecialFolderOption.DoNotVerify), ".config", "kumo", "config"),
         IsTerminal = !Console.IsOutputRedirected,

@@ -44,8 +44,10 @@ internal static class KumoCli
         cli.Examples(root,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
             "kumo vm list -o json",
-            "kumo --url http://10.0.0.5:7400 node list");
+            "kumo --url https://10.0.0.5:7400 node list",
+            "kumo --url https://10.0.0.5:7400 --accept-fingerprint SHA256 node list   # first contact, from a script");
         root.Options.Add(cli.Url);
+        root.Options.Add(cli.AcceptFingerprint);
         root.Options.Add(cli.Output);
         root.Subcommands.Add(NodeCommands.Create(cli));
         root.Subcommands.Add(ImageCommands.Create(cli));
