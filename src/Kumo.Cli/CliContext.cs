@@ -91,6 +91,9 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
 
     public ResolvedUrl ResolveUrl() => CliConfig.ResolveUrl(Parse.GetValue(cli.Url), cli.Environment);
 
+    /// <summary>--accept-fingerprint: the CA a script expects on first contact.</summary>
+    public string? AcceptFingerprint => Parse.GetValue(cli.AcceptFingerprint);
+
     public T Get<T>(Option<T> option) => Parse.GetValue(option)!;
 
     public T Get<T>(Argument<T> argument) => Parse.GetValue(argument)!;
@@ -103,10 +106,8 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
         var url = ResolveUrl().Url;
         if (url.Scheme == Uri.UriSchemeHttp)
             return new KumoClient(url);
-        return new KumoClient(url, new TrustOnFirstUse(url, cli.Environment, Parse.GetValue(cli.AcceptFingerprint)));
+        return new KumoClient(url, new TrustOnFirstUse(url, cli.Environment, AcceptFingerprint));
     }
-
-    public string? AcceptFingerprint => Parse.GetValue(cli.AcceptFingerprint);
 }
 
 /// <summary>The standard help, followed by the command's examples.</summary>

@@ -31,7 +31,4 @@ public static class Durations
         duration = unit.Value * n;
         return true;
     }
-
-    public static TimeSpan Parse(string text) =>
-        TryParse(text, out var d, out var error) ? d : throw new FormatException(error);
 }

@@ -55,7 +55,7 @@ internal sealed class TrustOnFirstUse(Uri server, CliEnvironment env, string? ac
         {
             await env.Error.WriteLineAsync($"kumod at {Show(server)} is not known yet. Its certificate authority has the SHA-256 fingerprint");
             await env.Error.WriteLineAsync($"  {fingerprint}");
-            await env.Error.WriteLineAsync("Compare it with the one kumod logged at start (or `sha256sum` of the DER of its STATE/pki/ca.crt).");
+            await env.Error.WriteLineAsync("Compare it with the fingerprint kumod logs at start (`kumo node add-token` prints it too).");
             await env.Error.WriteAsync("Trust this CA for this server? [y/N] ");
             var answer = (await env.In.ReadLineAsync(cancellationToken))?.Trim().ToLowerInvariant();
             if (answer is not ("y" or "yes"))
