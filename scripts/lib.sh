@@ -11,8 +11,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 KUMO_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUMO_DEFAULT_STATE_DIR=/var/lib/kumo
-# REST is plain HTTP on loopback until the identity work brings TLS (docs/api.md).
-KUMO_API_URL="${KUMO_API_URL:-http://127.0.0.1:7400}"
+# REST is HTTPS with kumod's own CA (STATE/pki/ca.crt); see docs/api.md.
+KUMO_API_URL="${KUMO_API_URL:-https://127.0.0.1:7400}"
 
 kumo_log() { printf 'kumo: %s\n' "$*" >&2; }
 kumo_die() { printf 'kumo: %s\n' "$*" >&2; exit 1; }

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using Kumo.Agent.Security;
 using Kumo.Core;
+using Kumo.Core.Security;
 
 namespace Kumo.Agent;
 
@@ -15,15 +17,43 @@ public sealed class AgentCommandLine
     public Option<string[]> Labels { get; } = new("--label") { Description = "Node label KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
 
+    public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
+    public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
+    public Option<string> CaFile { get; } = new("--ca") { Description = "kumod's CA certificate (PEM), instead of --ca-fingerprint" };
+
     public void AddTo(Command command)
     {
         foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace })
             command.Options.Add(o);
     }
 
+    /// <summary>The options a separate agent needs to join; kumod --all-in-one issues its agent a certificate itself.</summary>
+    public void AddJoinOptionsTo(Command command)
+    {
+        foreach (var o in new Option[] { JoinToken, CaFingerprint, CaFile })
+            command.Options.Add(o);
+    }
+
+    public static (AgentJoinOptions? Join, string? Error) BindJoin(ParseResult r, AgentCommandLine line)
+    {
+        var token = r.GetValue(line.JoinToken);
+        var fingerprintText = r.GetValue(line.CaFingerprint);
+        var caFile = r.GetValue(line.CaFile);
+        string? fingerprint = null;
+        if (fingerprintText is not null && (fingerprint = CertificateFingerprint.Normalize(fingerprintText)) is null)
+            return (null, $"--ca-fingerprint '{fingerprintText}' is not a SHA-256 fingerprint (64 hex digits, colons allowed)");
+        if (caFile is not null && !File.Exists(caFile))
+            return (null, $"--ca: {caFile} does not exist");
+        if (token is null && (fingerprint is not null || caFile is not null))
+            return (null, "--ca-fingerprint and --ca are for joining: pass --join-token too");
+        return (token is null ? null : new AgentJoinOptions { Token = token.Trim(), CaFingerprint = fingerprint, CaFile = caFile }, null);
+    }
+
     /// <summary>Builds agent options, or returns a readable error.</summary>
     public (AgentOptions? Options, string? Error) Bind(ParseResult r, string defaultStateDir, Uri serverUrl, string? defaultImagesDir)
     {
+        if (serverUrl.Scheme != Uri.UriSchemeHttps)
+            return (null, $"kumod's agent endpoint speaks TLS only: use https://, not {serverUrl}");
         long? memory = null;
         if (r.GetValue(CapacityMemory) is { } m)
         {

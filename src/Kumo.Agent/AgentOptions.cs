@@ -1,3 +1,5 @@
+using Kumo.Agent.Security;
+
 namespace Kumo.Agent;
 
 public sealed record AgentOptions
@@ -8,8 +10,17 @@ public sealed record AgentOptions
     /// <summary>This agent's own state: instance directories, probe cache. Two agents on one host need two dirs.</summary>
     public required string StateDir { get; init; }
 
-    /// <summary>kumod's agent gRPC endpoint (HTTP/2).</summary>
-    public Uri ServerUrl { get; init; } = new("http://127.0.0.1:7401");
+    /// <summary>kumod's agent gRPC endpoint (HTTP/2 over TLS).</summary>
+    public Uri ServerUrl { get; init; } = new("https://127.0.0.1:7401");
+
+    /// <summary>How to join when the agent has no certificate yet (kumo-agent --join-token); null inside kumod.</summary>
+    public AgentJoinOptions? Join { get; init; }
+
+    /// <summary>
+    /// Called when kumod refuses the node's certificate (revoked, unknown), before trying again. kumod --all-in-one
+    /// issues its own agent a new certificate here; a separate agent has no way back but a new join token.
+    /// </summary>
+    public Func<CancellationToken, Task>? Reenroll { get; init; }
 
     /// <summary>Image cache; defaults to STATE/images. Agents on one host may share it.</summary>
     public string? ImagesDir { get; init; }

@@ -1,8 +1,8 @@
 using Grpc.Core;
-using Grpc.Net.Client;
 using Kumo.Agent.Images;
 using Kumo.Agent.Qemu;
 using Kumo.Agent.Reconcile;
+using Kumo.Agent.Security;
 using Kumo.Protocol;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -11,11 +11,15 @@ namespace Kumo.Agent;
 
 /// <summary>
 /// The agent's connection to kumod: register, then heartbeat, watch the desired state and reconcile, until the
-/// connection breaks; then back off and start over. Guests keep running while kumod is away.
+/// connection breaks; then back off and start over. Guests keep running while kumod is away. Every call uses mutual
+/// TLS with the node certificate in STATE/pki (see <see cref="AgentEnrollment"/>).
 /// </summary>
 public sealed partial class AgentService(AgentOptions options, ILoggerFactory loggers) : BackgroundService
 {
     public const string Version = "0.1.0";
+
+    // A refused certificate does not heal by itself: retry slowly, so the log says it without flooding.
+    private static readonly TimeSpan RefusedBackoff = TimeSpan.FromSeconds(30);
 
     private readonly ILogger _logger = loggers.CreateLogger<AgentService>();
     private readonly TaskCompletionSource<string> _registered = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -33,13 +37,17 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var reconciler = new Reconciler(driver, images, reporter, options, loggers);
         var (cpus, memory) = HostFacts.Capacity(options);
+        var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);
 
         while (!stoppingToken.IsCancellationRequested)
         {
+            var refused = false;
             try
             {
-                using var channel = GrpcChannel.ForAddress(options.ServerUrl);
+                using var ca = credentials.LoadCa();
+                using var certificate = credentials.LoadClientCertificate();
+                using var channel = AgentChannel.Create(options.ServerUrl, ca, certificate);
                 var client = new AgentControl.AgentControlClient(channel);
                 var request = new RegisterRequest
                 {
@@ -61,14 +69,32 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             {
                 break;
             }
-            catch (Exception e) when (e is RpcException or HttpRequestException or IOException or ReconnectException)
+            catch (RpcException e) when (e.StatusCode is StatusCode.PermissionDenied or StatusCode.Unauthenticated)
+            {
+                LogRefused(options.NodeName, options.ServerUrl, e.Status.Detail);
+                refused = true;
+                if (options.Reenroll is { } reenroll)
+                {
+                    try
+                    {
+                        await reenroll(stoppingToken);
+                        refused = false;
+                    }
+                    catch (Exception again)
+                    {
+                        LogDisconnected(options.ServerUrl, again.Message);
+                    }
+                }
+            }
+            catch (Exception e) when (e is RpcException or HttpRequestException or IOException or ReconnectException
+                or System.Security.Cryptography.CryptographicException)
             {
                 LogDisconnected(options.ServerUrl, e.Message);
             }
             reporter.Detach();
             try
             {
-                await Task.Delay(backoff, stoppingToken);
+                await Task.Delay(refused ? RefusedBackoff : backoff, stoppingToken);
             }
             catch (OperationCanceledException)
             {
@@ -147,6 +173,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
 
     [LoggerMessage(LogLevel.Information, "registered node {Name} as {Id} ({Accel}, {Cpus} CPUs, {MemoryMiB} MiB)")]
     private partial void LogRegistered(string name, string id, string accel, int cpus, long memoryMiB);
+
+    [LoggerMessage(LogLevel.Error, "kumod at {Url} refused node {Name}: {Reason}")]
+    private partial void LogRefused(string name, Uri url, string reason);
 
     [LoggerMessage(LogLevel.Warning, "lost connection to kumod at {Url}: {Reason}; retrying")]
     private partial void LogDisconnected(Uri url, string reason);

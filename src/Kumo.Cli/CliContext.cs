@@ -25,6 +25,13 @@ internal sealed class CliContext(CliEnvironment env)
         Recursive = true,
     };
 
+    public Option<string?> AcceptFingerprint { get; } = new("--accept-fingerprint")
+    {
+        Description = "On first contact with an https kumod, trust its CA if it has this SHA-256 fingerprint (for scripts)",
+        HelpName = "SHA256",
+        Recursive = true,
+    };
+
     public Option<string> Output { get; } = new Option<string>("--output", "-o")
     {
         Description = "Output format",
@@ -66,7 +73,7 @@ internal sealed class CliContext(CliEnvironment env)
             output.Error(e);
             return e.IsUnreachable ? KumoCli.Unreachable : KumoCli.Failed;
         }
-        catch (Exception e) when (e is UsageException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is UsageException or IOException or InvalidDataException or UnauthorizedAccessException)
         {
             output.Error(e.Message);
             return KumoCli.Failed;
@@ -87,18 +94,33 @@ internal sealed class Invocation(CliContext cli, ParseResult parse, Output outpu
 
     public CliEnvironment Environment => cli.Environment;
 
-    public KumoClient Client => _client ??= new KumoClient(ResolveUrl().Url, CliConfig.ResolveToken(cli.Environment)) { Project = Project };
+    public KumoClient Client => _client ??= CreateClient();
 
     public ResolvedUrl ResolveUrl() => CliConfig.ResolveUrl(Parse.GetValue(cli.Url), cli.Environment);
 
     /// <summary>The project chosen by --project, KUMO_PROJECT or kumo project use; null for the personal project.</summary>
     public string? Project => CliConfig.ResolveProject(Parse.GetValue(cli.Project), cli.Environment);
 
+    /// <summary>--accept-fingerprint: the CA a script expects on first contact.</summary>
+    public string? AcceptFingerprint => Parse.GetValue(cli.AcceptFingerprint);
+
     public T Get<T>(Option<T> option) => Parse.GetValue(option)!;
 
     public T Get<T>(Argument<T> argument) => Parse.GetValue(argument)!;
 
     public void Dispose() => _client?.Dispose();
+
+    /// <summary>http:// only when the URL says so; https trusts the CA pinned for that server, settled on first use.</summary>
+    private KumoClient CreateClient()
+    {
+        var url = ResolveUrl().Url;
+        var client = url.Scheme == Uri.UriSchemeHttp
+            ? new KumoClient(url)
+            : new KumoClient(url, new TrustOnFirstUse(url, cli.Environment, AcceptFingerprint));
+        client.Token = CliConfig.ResolveToken(cli.Environment);
+        client.Project = Project;
+        return client;
+    }
 }
 
 /// <summary>The standard help, followed by the command's examples.</summary>

@@ -46,9 +46,11 @@ internal static class KumoCli
             "kumo vm list -o json",
             "kumo login",
             "kumo --project lab1 vm list",
-            "kumo --url http://10.0.0.5:7400 node list");
+            "kumo --url https://10.0.0.5:7400 node list",
+            "kumo --url https://10.0.0.5:7400 --accept-fingerprint SHA256 node list   # first contact, from a script");
         root.Options.Add(cli.Url);
         root.Options.Add(cli.Project);
+        root.Options.Add(cli.AcceptFingerprint);
         root.Options.Add(cli.Output);
         root.Subcommands.Add(NodeCommands.Create(cli));
         root.Subcommands.Add(ImageCommands.Create(cli));

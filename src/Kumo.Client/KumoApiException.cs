@@ -36,8 +36,11 @@ public sealed class KumoApiException : Exception
     /// <summary>True when the problem carries the given stable type URI (see <see cref="ProblemTypes"/>).</summary>
     public bool Is(string problemType) => Problem?.Type == problemType;
 
-    public static KumoApiException Unreachable(Uri baseAddress, Exception inner) =>
-        new($"cannot reach kumod at {baseAddress}: {inner.Message} (is it running? try ./kumo up)", inner, unreachable: true);
+    public static KumoApiException Unreachable(Uri baseAddress, Exception inner) => inner is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError }
+        ? new($"cannot reach kumod at {baseAddress}: the TLS handshake failed ({Innermost(inner).Message}); a kumod started with --insecure-http needs an http:// URL", inner, unreachable: true)
+        : new($"cannot reach kumod at {baseAddress}: {inner.Message} (is it running? try ./kumo up)", inner, unreachable: true);
+
+    private static Exception Innermost(Exception e) => e.InnerException is null ? e : Innermost(e.InnerException);
 
     public static KumoApiException Failed(string message, Exception? inner = null) =>
         new(message, inner, unreachable: false);

@@ -1,7 +1,9 @@
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Kumo.Client.Trust;
 using Kumo.Core;
 
 namespace Kumo.Client;
@@ -31,6 +33,18 @@ public sealed partial class KumoClient : IDisposable
         : this(baseAddress)
     {
         Token = token;
+    }
+
+    /// <summary>HTTPS to kumod trusting only <paramref name="pinnedCa"/> (see <see cref="PinnedCaHandler"/>).</summary>
+    public KumoClient(Uri baseAddress, X509Certificate2 pinnedCa)
+        : this(baseAddress, new PinnedCaHandler(pinnedCa))
+    {
+    }
+
+    /// <summary>Creates a client that owns <paramref name="handler"/> and the <see cref="HttpClient"/> around it.</summary>
+    public KumoClient(Uri baseAddress, HttpMessageHandler handler)
+        : this(new HttpClient(handler) { BaseAddress = WithTrailingSlash(baseAddress), Timeout = Timeout.InfiniteTimeSpan }, ownsHttp: true)
+    {
     }
 
     /// <summary>Wraps a caller-owned <see cref="HttpClient"/>; its <see cref="HttpClient.BaseAddress"/> must be set.</summary>
@@ -91,6 +105,13 @@ public sealed partial class KumoClient : IDisposable
     public Task RemoveNodeAsync(string name, bool force = false, CancellationToken cancellationToken = default) =>
         SendAsync(() => new HttpRequestMessage(HttpMethod.Delete, $"api/v1/nodes/{Escape(name)}{Force(force)}"),
             static (_, _) => Task.FromResult(true), cancellationToken);
+
+    /// <summary>A one-time token for a new node to join with (kumo-agent --join-token); <paramref name="ttl"/> like 30m, 1h, 2d.</summary>
+    public Task<NodeToken> CreateNodeTokenAsync(string? ttl = null, CancellationToken cancellationToken = default) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, "api/v1/nodes/tokens")
+        {
+            Content = JsonContent.Create(new NodeTokensPost { Ttl = ttl }, options: JsonOptions),
+        }, ReadJsonAsync<NodeToken>, cancellationToken);
 
     public async Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken = default) =>
         await SendJsonAsync<Image[]>(HttpMethod.Get, "api/v1/images", cancellationToken);
@@ -227,6 +248,11 @@ public sealed partial class KumoClient : IDisposable
         catch (HttpRequestException e) when (IsConnectFailure(e))
         {
             throw KumoApiException.Unreachable(BaseAddress, e);
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ResponseEnded && BaseAddress.Scheme == Uri.UriSchemeHttp)
+        {
+            throw KumoApiException.Failed(
+                $"kumod at {BaseAddress} closed the connection without answering: it serves HTTPS unless started with --insecure-http, so use https://", e);
         }
         catch (HttpRequestException e)
         {

@@ -111,3 +111,20 @@ public sealed record ServerInfo
     public required string StateDir { get; init; }
     public int Nodes { get; init; }
 }
+
+/// <summary>Asks for a one-time token with which a new machine's agent joins (POST /api/v1/nodes/tokens).</summary>
+public sealed record NodeTokensPost
+{
+    /// <summary>How long the token can be used, e.g. 30m, 1h, 2d (default 1h, at most 7d).</summary>
+    public string? Ttl { get; init; }
+}
+
+/// <summary>A join token, shown once: kumod keeps only its hash.</summary>
+public sealed record NodeToken
+{
+    public required string Token { get; init; }
+    public DateTimeOffset ExpiresAt { get; init; }
+
+    /// <summary>SHA-256 of kumod's CA certificate, for <c>kumo-agent --ca-fingerprint</c>.</summary>
+    public required string CaFingerprint { get; init; }
+}

@@ -3,6 +3,7 @@ using System.Net;
 using Kumo.Agent;
 using Kumo.Server;
 using Kumo.Server.Agents;
+using Kumo.Server.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -26,6 +27,11 @@ public static class DaemonCommand
         var ldapBind = new Option<string?>("--ldap-bind-dn") { Description = "Service account for the user search (default: anonymous search)" };
         var ldapBindPassword = new Option<string?>("--ldap-bind-password-file") { Description = "File holding the service account's password" };
         var ldapAdmins = new Option<string?>("--ldap-admin-group") { Description = "Members of this group DN are Kumo admins" };
+        var tlsCert = new Option<string>("--tls-cert") { Description = "Serve this certificate (PEM) instead of the one kumod makes in STATE/pki" };
+        var tlsKey = new Option<string>("--tls-key") { Description = "Key of --tls-cert (PEM)" };
+        var tlsCa = new Option<string>("--tls-ca") { Description = "CA that issued --tls-cert (PEM), published at /api/v1/ca for clients to pin" };
+        var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -34,8 +40,13 @@ public static class DaemonCommand
             Examples:
               kumod --all-in-one                         # server + local agent, state in /var/lib/kumo
               kumod --state-dir /tmp/k --listen 127.0.0.1:7500 --agent-listen 127.0.0.1:7501
+              kumod --listen 0.0.0.0:7400 --agent-listen 0.0.0.0:7401 --tls-san kumo.example.org
+
+            The REST API is HTTPS with a CA kumod makes on first start (STATE/pki/ca.crt); the CLI pins it on
+            first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
-        foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins })
+        foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -82,11 +93,19 @@ public static class DaemonCommand
                     DownAfter = TimeSpan.FromSeconds(parse.GetValue(downAfter)),
                     HeartbeatInterval = TimeSpan.FromSeconds(parse.GetValue(heartbeat)),
                 },
+                Tls = new TlsOptions
+                {
+                    InsecureHttp = parse.GetValue(insecureHttp),
+                    CertificateFile = parse.GetValue(tlsCert),
+                    KeyFile = parse.GetValue(tlsKey),
+                    CaFile = parse.GetValue(tlsCa),
+                    ExtraNames = parse.GetValue(tlsSan) ?? [],
+                },
             };
             AgentOptions? agentOptions = null;
             if (parse.GetValue(allInOne))
             {
-                var grpcUrl = new Uri($"http://{(grpc.Address.Equals(IPAddress.Any) ? IPAddress.Loopback : grpc.Address)}:{grpc.Port}");
+                var grpcUrl = new Uri($"https://{LocalAddress(grpc)}");
                 var (bound, error) = agent.Bind(parse, Path.Combine(state, "agent"), grpcUrl, Path.Combine(state, "images"));
                 if (bound is null)
                 {
@@ -101,11 +120,16 @@ public static class DaemonCommand
                 app = KumoServer.Build(options, b =>
                 {
                     if (agentOptions is null) return;
-                    b.Services.AddSingleton(agentOptions);
+                    b.Services.AddSingleton(services => agentOptions with
+                    {
+                        Reenroll = ct => LocalAgent.EnrollAsync(services.GetRequiredService<NodeCertificates>(), services.GetRequiredService<ServerPki>(), agentOptions, ct),
+                    });
                     b.Services.AddHostedService<AgentService>();
                 });
+                if (agentOptions is not null)
+                    await LocalAgent.EnsureEnrolledAsync(app.Services.GetRequiredService<NodeCertificates>(), app.Services.GetRequiredService<ServerPki>(), agentOptions, ct);
             }
-            catch (InvalidOperationException e)
+            catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException or System.Security.Cryptography.CryptographicException)
             {
                 await Console.Error.WriteLineAsync($"error: {e.Message}");
                 return 1;
@@ -125,4 +149,9 @@ public static class DaemonCommand
         });
         return root;
     }
+
+    /// <summary>Where the local agent dials: the agent endpoint, through loopback when it listens on every address.</summary>
+    private static string LocalAddress(IPEndPoint grpc) => grpc.Address.Equals(IPAddress.Any)
+        ? $"127.0.0.1:{grpc.Port}"
+        : grpc.Address.Equals(IPAddress.IPv6Any) ? $"[::1]:{grpc.Port}" : grpc.ToString();
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Kumo.Core;
+using Kumo.Core.Security;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
 using Kumo.Server.Identity;
@@ -7,12 +8,14 @@ using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Operations;
 using Kumo.Server.Scheduling;
+using Kumo.Server.Security;
 using Kumo.Server.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -23,11 +26,13 @@ public sealed record KumoServerOptions
     /// <summary>Database, logs and run files live here.</summary>
     public required string StateDir { get; init; }
 
-    /// <summary>REST API endpoint; port 0 picks a free port (tests).</summary>
+    /// <summary>REST API endpoint (HTTPS unless <see cref="TlsOptions.InsecureHttp"/>); port 0 picks a free port (tests).</summary>
     public IPEndPoint ApiEndpoint { get; init; } = new(IPAddress.Loopback, 7400);
 
-    /// <summary>Agent gRPC endpoint (HTTP/2 only).</summary>
+    /// <summary>Agent gRPC endpoint (HTTP/2 over TLS, client certificates).</summary>
     public IPEndPoint AgentEndpoint { get; init; } = new(IPAddress.Loopback, 7401);
+
+    public TlsOptions Tls { get; init; } = new();
 
     public NodeHealthOptions Health { get; init; } = new();
     public SchedulerOptions Scheduler { get; init; } = new();
@@ -42,7 +47,7 @@ public sealed record KumoServerOptions
 }
 
 /// <summary>Builds and runs the control plane: REST API, agent gRPC service, store, scheduler and loops.</summary>
-public static class KumoServer
+public static partial class KumoServer
 {
     public const string Version = "0.1.0";
 
@@ -58,9 +63,15 @@ public static class KumoServer
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        var pki = ServerPki.LoadOrCreate(options.StateDir, options.Tls, [options.ApiEndpoint.Address, options.AgentEndpoint.Address], TimeProvider.System);
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Listen(options.ApiEndpoint, l => l.Protocols = HttpProtocols.Http1);
+            k.Listen(options.ApiEndpoint, l =>
+            {
+                l.Protocols = HttpProtocols.Http1;
+                if (!options.Tls.InsecureHttp)
+                    l.UseHttps(new HttpsConnectionAdapterOptions { ServerCertificate = pki.ServerCertificate, ServerCertificateChain = pki.ServerChain });
+            });
             k.Listen(options.AgentEndpoint, l =>
             {
                 l.Protocols = HttpProtocols.Http2;
@@ -70,12 +81,23 @@ public static class KumoServer
                     connection.Items[Api.Authorization.AgentEndpointItem] = true;
                     return next(connection);
                 });
+                // A client certificate is optional at the handshake only because Join comes before the node has one;
+                // every other call is refused without it (AgentControlService). One from another CA fails the handshake.
+                l.UseHttps(new HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = pki.ServerCertificate,
+                    ServerCertificateChain = pki.ServerChain,
+                    ClientCertificateMode = ClientCertificateMode.AllowCertificate,
+                    ClientCertificateValidation = (certificate, chain, _) =>
+                        CaTrust.ChainsTo(certificate, pki.Authority.Certificate, CaTrust.ClientAuth, chain),
+                });
             });
             k.Limits.MaxRequestBodySize = 1L << 30;
         });
 
         var s = builder.Services;
         s.AddSingleton(options);
+        s.AddSingleton(pki);
         s.AddSingleton(TimeProvider.System);
         s.AddSingleton(_ => new Database(Path.Combine(options.StateDir, "kumo.db")));
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Scheduler));
@@ -96,6 +118,8 @@ public static class KumoServer
         s.AddSingleton<InstanceService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
+        s.AddSingleton<JoinTokens>();
+        s.AddSingleton<NodeCertificates>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -126,6 +150,7 @@ public static class KumoServer
             StateDir = options.StateDir,
             Nodes = (await nodes.ListAsync(ct)).Count,
         }).Requires("server", "get");
+        SecurityEndpoints.Map(api);
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
@@ -133,6 +158,7 @@ public static class KumoServer
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        LogTls(app.Logger, pki, options);
         return app;
     }
 
@@ -157,6 +183,25 @@ public static class KumoServer
 
     /// <summary>Where a fresh install leaves the first admin's credential (user name, then password), mode 0600.</summary>
     public static string InitialAdminFile(string stateDir) => Path.Combine(stateDir, "initial-admin");
+
+    private static void LogTls(ILogger logger, ServerPki pki, KumoServerOptions options)
+    {
+        foreach (var change in pki.Changes)
+            LogPkiChange(logger, change);
+        LogCa(logger, pki.CaFingerprint, pki.Supplied ? options.Tls.CaFile! : pki.CaPath);
+        if (options.Tls.InsecureHttp)
+            LogInsecure(logger, options.ApiEndpoint);
+    }
+
+    [LoggerMessage(LogLevel.Information, "TLS: {Change}")]
+    private static partial void LogPkiChange(ILogger logger, string change);
+
+    [LoggerMessage(LogLevel.Information, "TLS: CA fingerprint (SHA-256) {Fingerprint} ({Path}); clients pin it on first use")]
+    private static partial void LogCa(ILogger logger, string fingerprint, string path);
+
+    [LoggerMessage(LogLevel.Warning,
+        "--insecure-http: the REST API on {Endpoint} is plain HTTP, for development only: requests and credentials travel unencrypted")]
+    private static partial void LogInsecure(ILogger logger, IPEndPoint endpoint);
 
     /// <summary>The addresses Kestrel actually bound (port 0 resolved), REST first then agent gRPC.</summary>
     public static (Uri Api, Uri Agent) BoundAddresses(WebApplication app)

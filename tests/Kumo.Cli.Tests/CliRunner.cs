@@ -5,11 +5,11 @@ internal sealed record CliResult(int ExitCode, string Out, string Err)
     public string[] ErrLines => Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
 }
 
-/// <summary>Runs `kumo ARGS` in-process, as a script would see it: not a terminal, output captured.</summary>
+/// <summary>Runs `kumo ARGS` in-process, as a script would see it: not a terminal (unless given terminal input), output captured.</summary>
 internal static class CliRunner
 {
     public static async Task<CliResult> RunAsync(string[] args, IReadOnlyDictionary<string, string>? variables = null,
-        string? configPath = null, string? stdin = null, CancellationToken cancellationToken = default)
+        string? configPath = null, string? stdin = null, string? terminalInput = null, CancellationToken cancellationToken = default)
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
@@ -18,7 +18,8 @@ internal static class CliRunner
         {
             Out = stdout,
             Error = stderr,
-            In = input,
+            In = terminalInput is not null ? new StringReader(terminalInput) : input,
+            IsInputTerminal = terminalInput is not null,
             GetVariable = name => variables?.GetValueOrDefault(name),
             ConfigPath = configPath ?? Path.Combine(Path.GetTempPath(), $"kumo-no-config-{Guid.NewGuid():N}", "config"),
             IsTerminal = false,

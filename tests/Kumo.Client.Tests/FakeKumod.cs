@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Kumo.Core;
 using Microsoft.AspNetCore.Builder;
@@ -36,10 +37,14 @@ public sealed class FakeKumod : IAsyncDisposable
     /// <summary>"METHOD /path?query" of every request so far, in arrival order.</summary>
     public IReadOnlyList<string> Requests => [.. _requests];
 
-    public static async Task<FakeKumod> StartAsync(Action<WebApplication> map)
+    /// <summary>Starts the fake: plain HTTP, or HTTPS with <paramref name="serverCertificate"/> (see <see cref="TestCertificates"/>).</summary>
+    public static async Task<FakeKumod> StartAsync(Action<WebApplication> map, X509Certificate2? serverCertificate = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        if (serverCertificate is null)
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+        else
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(serverCertificate)));
         builder.Logging.ClearProviders();
         var app = builder.Build();
         var requests = new ConcurrentQueue<string>();

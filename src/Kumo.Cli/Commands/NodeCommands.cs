@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace Kumo.Cli.Commands;
 
-/// <summary>kumo node list | show | drain | undrain | remove.</summary>
+/// <summary>kumo node list | show | drain | undrain | remove | add-token.</summary>
 internal static class NodeCommands
 {
     public static Command Create(CliContext cli)
@@ -54,7 +54,7 @@ internal static class NodeCommands
 
         var removeName = NameArgument();
         var force = new Option<bool>("--force") { Description = "Remove even though instances are still assigned to it" };
-        var remove = new Command("remove", "Forget a node")
+        var remove = new Command("remove", "Forget a node and revoke its certificate (its agent must join again)")
         {
             removeName,
             force,
@@ -68,6 +68,23 @@ internal static class NodeCommands
             return KumoCli.Ok;
         });
         node.Subcommands.Add(remove);
+
+        var ttl = new Option<string>("--ttl") { Description = "How long the token can be used: 30m, 1h, 2d (at most 7d)", DefaultValueFactory = _ => "1h" };
+        var addToken = new Command("add-token", "Make a one-time token with which a new machine's kumo-agent joins") { ttl };
+        cli.Examples(addToken, "kumo node add-token", "kumo node add-token --ttl 30m -o json");
+        cli.SetAction(addToken, async run =>
+        {
+            var lifetime = run.Get(ttl);
+            if (!Core.Durations.TryParse(lifetime, out _, out var error))
+                throw new UsageException($"--ttl: {error}");
+            var token = await run.Client.CreateNodeTokenAsync(lifetime, run.Cancellation);
+            var agentUrl = new UriBuilder(run.Client.BaseAddress) { Scheme = Uri.UriSchemeHttps, Port = 7401, Path = "" }.Uri.GetLeftPart(UriPartial.Authority);
+            run.Output.Write(token, t => new Spectre.Console.Rows(
+                Output.Details(("Token", t.Token), ("Expires", Output.Time(t.ExpiresAt) + " (usable once)"), ("CA fingerprint", t.CaFingerprint)),
+                Output.Line($"\nOn the new machine:\n  kumo-agent --server {agentUrl} --join-token {t.Token} --ca-fingerprint {t.CaFingerprint} --node-name NAME")));
+            return KumoCli.Ok;
+        });
+        node.Subcommands.Add(addToken);
 
         return node;
     }

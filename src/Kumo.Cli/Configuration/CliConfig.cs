@@ -14,7 +14,7 @@ internal sealed record ResolvedUrl(Uri Url, UrlSource Source);
 /// <summary>The CLI's config file: plain <c>key=value</c> lines, <c>#</c> comments, private to the user.</summary>
 internal static class CliConfig
 {
-    public const string DefaultUrl = "http://127.0.0.1:7400";
+    public const string DefaultUrl = "https://127.0.0.1:7400";
     public const string UrlVariable = "KUMO_URL";
 
     private const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
@@ -59,12 +59,12 @@ internal static class CliConfig
         return new(new Uri(DefaultUrl), UrlSource.Default);
     }
 
-    /// <summary>Accepts http(s) URLs; a bare host:port means http.</summary>
+    /// <summary>Accepts http(s) URLs; a bare host:port means https (plain http only when asked for by name).</summary>
     public static Uri ParseUrl(string text, string where)
     {
         var trimmed = text.Trim();
         if (!trimmed.Contains("://", StringComparison.Ordinal))
-            trimmed = "http://" + trimmed;
+            trimmed = "https://" + trimmed;
         if (Uri.TryCreate(trimmed, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
             return uri;
         throw new UsageException($"{where}: '{text}' is not an http(s) URL such as {DefaultUrl}");
@@ -110,7 +110,7 @@ internal static class CliConfig
         return removed > 0;
     }
 
-    private static void WritePrivate(string path, string content)
+    internal static void WritePrivate(string path, string content)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         if (OperatingSystem.IsWindows())

@@ -2,19 +2,37 @@ using Dapper;
 using Grpc.Core;
 using Kumo.Protocol;
 using Kumo.Server.Instances;
+using Kumo.Server.Security;
 using Kumo.Server.Storage;
 
 namespace Kumo.Server.Agents;
 
-/// <summary>The gRPC face kumod shows to agents.</summary>
-public sealed class AgentControlService(Database db, NodeService nodes, InstanceService instances, NodeSignals signals)
+/// <summary>
+/// The gRPC face kumod shows to agents. Apart from GetCa and Join, every call is made with the node's client
+/// certificate, and a node may only speak for itself: the node named in or addressed by a request must be the one
+/// its certificate names.
+/// </summary>
+public sealed class AgentControlService(
+    Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
     private static readonly TimeSpan ResendEvery = TimeSpan.FromSeconds(15);
 
+    public override Task<CaReply> GetCa(CaRequest request, ServerCallContext context) =>
+        Task.FromResult(new CaReply { CaPem = pki.Ca.ExportCertificatePem() });
+
+    public override async Task<JoinReply> Join(JoinRequest request, ServerCallContext context)
+    {
+        using var certificate = await certificates.JoinAsync(request.Token, request.NodeName, request.CsrPem, context.CancellationToken);
+        return new JoinReply { CertificatePem = certificate.ExportCertificatePem() };
+    }
+
     public override async Task<RegisterReply> Register(RegisterRequest request, ServerCallContext context)
     {
+        var caller = await certificates.AuthenticateAsync(context);
+        if (caller != request.NodeName)
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"the certificate of node {caller} cannot register node {request.NodeName}"));
         var id = await nodes.RegisterAsync(request.NodeName, request.Cpus, request.MemoryBytes, request.Accelerator,
             request.Labels, request.AgentVersion, context.CancellationToken);
         return new RegisterReply { NodeId = id, HeartbeatIntervalMs = (int)nodes.Health.HeartbeatInterval.TotalMilliseconds };
@@ -22,6 +40,8 @@ public sealed class AgentControlService(Database db, NodeService nodes, Instance
 
     public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
+        if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
+            return new HeartbeatReply { Known = false };
         var (known, resync) = await nodes.HeartbeatAsync(request.NodeId, context.CancellationToken);
         return new HeartbeatReply { Known = known, Resync = resync };
     }
@@ -32,6 +52,8 @@ public sealed class AgentControlService(Database db, NodeService nodes, Instance
         long revision = 0;
         while (!ct.IsCancellationRequested)
         {
+            // Checked on every send, so removing the node ends the stream of a connected agent too.
+            await certificates.AuthorizeNodeAsync(context, request.NodeId);
             var state = await DesiredAsync(request.NodeId, ct);
             state.Revision = ++revision;
             await responseStream.WriteAsync(state, ct);
@@ -48,6 +70,8 @@ public sealed class AgentControlService(Database db, NodeService nodes, Instance
 
     public override async Task<StatusReply> ReportStatus(StatusReport request, ServerCallContext context)
     {
+        if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
+            return new StatusReply();
         nodes.Touch(request.NodeId);
         if (request.Instances.Count > 0)
         {

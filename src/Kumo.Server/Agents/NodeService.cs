@@ -4,6 +4,7 @@ using Kumo.Core;
 using Kumo.Server.Api;
 using Kumo.Server.Instances;
 using Kumo.Server.Scheduling;
+using Kumo.Server.Security;
 using Kumo.Server.Storage;
 using Microsoft.Extensions.Options;
 
@@ -127,13 +128,21 @@ public sealed class NodeService(
     public Task RemoveAsync(string name, bool force, CancellationToken ct) => db.WriteAsync(ctx =>
     {
         var c = ctx.Connection;
-        var row = c.QuerySingleOrDefault<NodeRow>("SELECT * FROM nodes WHERE name = @name", new { name }, ctx.Transaction)
-            ?? throw ProblemException.NotFound("node", name);
+        var row = c.QuerySingleOrDefault<NodeRow>("SELECT * FROM nodes WHERE name = @name", new { name }, ctx.Transaction);
+        if (row is null)
+        {
+            // A node that joined but never registered has a certificate and nothing else: removing it revokes that.
+            if (NodeCertificates.RevokeAll(ctx, name, time) > 0)
+                return;
+            throw ProblemException.NotFound("node", name);
+        }
         var names = c.Query<string>("SELECT name FROM instances WHERE node_id = @Id ORDER BY name", row, ctx.Transaction).ToList();
         if (names.Count > 0 && !force)
             throw new ProblemException(409, ProblemTypes.NodeBusy, "The node still hosts instances",
                 $"node '{name}' hosts {names.Count} instance(s): {string.Join(", ", names.Take(10))}; delete them or remove with --force");
         instances.RemoveAllOnNode(ctx, row.Id);
+        // Its agent is refused from now on; the machine comes back only by joining again with a new token.
+        NodeCertificates.RevokeAll(ctx, name, time);
         c.Execute("DELETE FROM nodes WHERE id = @Id", row, ctx.Transaction);
         scheduler.RemoveNode(ctx, row.Id);
         ctx.OnCommit(() => _lastSeen.TryRemove(row.Id, out _));

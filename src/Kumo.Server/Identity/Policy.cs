@@ -38,7 +38,7 @@ public static class Policy
         [("node", "get")] = Access.User,
         [("node", "drain")] = Access.Admin,
         [("node", "remove")] = Access.Admin,
-        [("node", "token")] = Access.Admin,
+        [("node", "add-token")] = Access.Admin,
         [("image", "list")] = Access.User,
         [("image", "get")] = Access.User,
         [("instance", "list")] = Access.User,

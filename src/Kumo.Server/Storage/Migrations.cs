@@ -124,6 +124,25 @@ internal static class Migrations
         ALTER TABLE operations ADD COLUMN user_id TEXT;
         INSERT INTO projects (name, personal_of, created_at) VALUES ('default', NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
         """,
+        // 4: TLS for agents: one-time join tokens (hashed) and the client certificates issued to nodes.
+        """
+        CREATE TABLE join_tokens (
+            hash TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            used_by TEXT
+        );
+        CREATE TABLE node_certificates (
+            serial TEXT PRIMARY KEY,
+            node_name TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX node_certificates_node ON node_certificates (node_name) WHERE revoked_at IS NULL;
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -126,7 +126,9 @@ internal sealed class OperationRow
 
 internal static class Json
 {
-    public static string Now(TimeProvider time) => time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture);
+    public static string Now(TimeProvider time) => At(time.GetUtcNow());
+
+    public static string At(DateTimeOffset at) => at.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture);
 
     public static DateTimeOffset Time(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
 

@@ -8,7 +8,7 @@ public sealed class UrlResolutionTests
     [InlineData(true, true, true, "http://flag:1/", nameof(UrlSource.Flag))]
     [InlineData(false, true, true, "http://env:2/", nameof(UrlSource.Environment))]
     [InlineData(false, false, true, "http://file:3/", nameof(UrlSource.ConfigFile))]
-    [InlineData(false, false, false, "http://127.0.0.1:7400/", nameof(UrlSource.Default))]
+    [InlineData(false, false, false, "https://127.0.0.1:7400/", nameof(UrlSource.Default))]
     public void ResolveUrl_PrefersFlagThenEnvironmentThenConfigFileThenDefault(bool flag, bool env, bool file, string expected, string source)
     {
         using var dir = new TempDir();
@@ -48,7 +48,7 @@ public sealed class UrlResolutionTests
         var result = await CliRunner.RunAsync(["node", "list"], new Dictionary<string, string> { ["KUMO_URL"] = "ftp://x" });
 
         Assert.Equal(1, result.ExitCode);
-        Assert.Equal(["error: KUMO_URL: 'ftp://x' is not an http(s) URL such as http://127.0.0.1:7400"], result.ErrLines);
+        Assert.Equal(["error: KUMO_URL: 'ftp://x' is not an http(s) URL such as https://127.0.0.1:7400"], result.ErrLines);
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public sealed class UrlResolutionTests
         var result = await CliRunner.RunAsync(["config", "set-url", "10.0.0.5:7400"], configPath: config);
 
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal("# mine\nproject=demo\nurl=http://10.0.0.5:7400\n", await File.ReadAllTextAsync(config));
+        Assert.Equal("# mine\nproject=demo\nurl=https://10.0.0.5:7400\n", await File.ReadAllTextAsync(config));
         if (!OperatingSystem.IsWindows())
         {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(config));

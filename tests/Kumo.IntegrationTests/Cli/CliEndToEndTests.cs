@@ -9,11 +9,7 @@ namespace Kumo.IntegrationTests.Cli;
 [Trait("Category", "Slow")]
 public sealed class CliEndToEndTests(LocalKumo fixture) : IClassFixture<LocalKumo>
 {
-    private Task<CliResult> Kumo(params string[] args)
-    {
-        CliProcess.Token = fixture.Env.Token;
-        return CliProcess.RunAsync(fixture.Env.Url, args);
-    }
+    private Task<CliResult> Kumo(params string[] args) => fixture.Env.CliAsync(args);
 
     private static void Ok(CliResult r) => Assert.True(r.ExitCode == 0, $"exit {r.ExitCode}\nstdout: {r.Out}\nstderr: {r.Err}");
 

@@ -1,16 +1,28 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Kumo.Client.Trust;
 using Kumo.Core;
+using Kumo.Core.Security;
 
 namespace Kumo.IntegrationTests.Infrastructure;
 
-/// <summary>Thin REST helpers for tests; assertions stay in the tests.</summary>
-public sealed class ApiClient(Uri baseUrl) : IDisposable
+/// <summary>Thin REST helpers for tests; assertions stay in the tests. HTTPS trusts only the CA file given (kumod's STATE/pki/ca.crt).</summary>
+public sealed class ApiClient(Uri baseUrl, string? caPath = null) : IDisposable
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    public HttpClient Http { get; } = new() { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(60) };
+    public HttpClient Http { get; } = caPath is null
+        ? new HttpClient { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(60) }
+        : new HttpClient(new PinnedCaHandler(CaTrust.LoadPem(caPath))) { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(60) };
+
+    /// <summary>A one-time join token for a new agent.</summary>
+    public async Task<NodeToken> CreateNodeTokenAsync(string? ttl = null, CancellationToken ct = default)
+    {
+        using var r = await Http.PostAsJsonAsync("/api/v1/nodes/tokens", new NodeTokensPost { Ttl = ttl }, Json, ct);
+        r.EnsureSuccessStatusCode();
+        return (await r.Content.ReadFromJsonAsync<NodeToken>(Json, ct))!;
+    }
 
     public async Task<(HttpStatusCode Status, Operation? Operation, Problem? Problem)> CreateAsync(object body, CancellationToken ct = default)
     {

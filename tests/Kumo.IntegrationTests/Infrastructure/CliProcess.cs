@@ -4,20 +4,38 @@ namespace Kumo.IntegrationTests.Infrastructure;
 
 public sealed record CliResult(int ExitCode, string Out, string Err);
 
-/// <summary>Runs the real `kumo` binary as a user would, with no stdin.</summary>
+/// <summary>Runs the real `kumo` binary as a user would, with no terminal.</summary>
 public static class CliProcess
 {
-    /// <summary>Bearer token handed to every CLI run (KUMO_TOKEN), set once the environment has logged in.</summary>
+    /// <summary>Bearer token handed to CLI runs (KUMO_TOKEN) that do not say otherwise.</summary>
     public static string? Token { get; set; }
 
+    /// <summary>`kumo --url URL ARGS` for a user with no config at all (a fresh, empty home directory).</summary>
     public static Task<CliResult> RunAsync(string url, params string[] args) =>
-        RunAsync(url, Token is null ? new Dictionary<string, string?>() : new() { ["KUMO_TOKEN"] = Token }, null, args);
+        RunAsync(url, new Dictionary<string, string?>(), null, args);
 
     /// <summary>
-    /// Runs `kumo` with extra environment variables (a null value removes one the test process has) and
+    /// As <see cref="RunAsync(string, string[])"/>, with extra environment variables (a null value removes one) and
     /// <paramref name="stdin"/> as its input.
     /// </summary>
     public static async Task<CliResult> RunAsync(string url, IReadOnlyDictionary<string, string?> environment, string? stdin, params string[] args)
+    {
+        var home = Directory.CreateTempSubdirectory("kumo-cli-home-").FullName;
+        try
+        {
+            return await RunInAsync(home, url, environment, stdin, args);
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    /// <summary>`kumo --url URL ARGS` for a user whose home (and so ~/.config/kumo: config, pinned CAs) is <paramref name="home"/>.</summary>
+    public static Task<CliResult> RunInAsync(string home, string url, params string[] args) =>
+        RunInAsync(home, url, new Dictionary<string, string?>(), null, args);
+
+    public static async Task<CliResult> RunInAsync(string home, string url, IReadOnlyDictionary<string, string?> environment, string? stdin, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -31,7 +49,11 @@ public static class CliProcess
         psi.ArgumentList.Add(url);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["CI"] = "true";
+        psi.Environment["HOME"] = home;
+        psi.Environment.Remove("KUMO_URL");
+        psi.Environment.Remove("XDG_CONFIG_HOME");
         psi.Environment.Remove("KUMO_TOKEN");
+        if (Token is not null) psi.Environment["KUMO_TOKEN"] = Token;
         foreach (var (name, value) in environment)
         {
             if (value is null) psi.Environment.Remove(name);

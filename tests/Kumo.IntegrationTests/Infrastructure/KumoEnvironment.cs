@@ -11,6 +11,9 @@ public sealed class KumoEnvironment : IAsyncDisposable
     private readonly List<DaemonProcess> _agents = [];
     private readonly bool _allInOne;
     private readonly string[] _serverArgs;
+    private readonly bool _insecureHttp;
+    private readonly string? _suppliedCa;
+    private bool _cliTrusts;
 
     private KumoEnvironment(bool allInOne, string[] serverArgs, string imagesDir)
     {
@@ -21,16 +24,28 @@ public sealed class KumoEnvironment : IAsyncDisposable
         Directory.CreateDirectory(StateDir);
         ApiPort = DaemonProcess.FreePort();
         AgentPort = DaemonProcess.FreePort();
-        Api = new ApiClient(new Uri($"http://127.0.0.1:{ApiPort}"));
+        _insecureHttp = serverArgs.Contains("--insecure-http");
+        var ca = Array.IndexOf(serverArgs, "--tls-ca");
+        _suppliedCa = ca >= 0 ? serverArgs[ca + 1] : null;
     }
 
     public string StateDir { get; }
     public string ImagesDir { get; }
     public int ApiPort { get; }
     public int AgentPort { get; }
-    public ApiClient Api { get; }
+
+    /// <summary>REST helpers over HTTPS trusting kumod's STATE/pki/ca.crt; set once kumod has made its CA.</summary>
+    public ApiClient Api { get; private set; } = null!;
+
     public DaemonProcess? Server { get; private set; }
-    public string Url => $"http://127.0.0.1:{ApiPort}";
+    public string Url => $"{(_insecureHttp ? "http" : "https")}://127.0.0.1:{ApiPort}";
+    public string AgentUrl => $"https://127.0.0.1:{AgentPort}";
+
+    /// <summary>The CA clients pin: kumod's own (STATE/pki/ca.crt), or the one given with --tls-ca.</summary>
+    public string CaPath => _suppliedCa ?? Path.Combine(StateDir, "pki", "ca.crt");
+
+    /// <summary>Home directory of the test's CLI user: ~/.config/kumo with the CA pinned.</summary>
+    public string CliHome => Path.Combine(StateDir, "cli-home");
 
     /// <summary>Directory of the all-in-one agent's instances.</summary>
     public string LocalInstancesDir => Path.Combine(StateDir, "agent", "instances");
@@ -42,7 +57,8 @@ public sealed class KumoEnvironment : IAsyncDisposable
         return env;
     }
 
-    public async Task StartServerAsync()
+    /// <summary>Starts (or restarts) kumod; <paramref name="extraArgs"/> apply to this start only.</summary>
+    public async Task StartServerAsync(params string[] extraArgs)
     {
         var args = new List<string>
         {
@@ -53,10 +69,14 @@ public sealed class KumoEnvironment : IAsyncDisposable
         };
         if (_allInOne) args.AddRange(["--all-in-one", "--node-name", "local", "--accel", "tcg", "--stop-grace-seconds", "20"]);
         args.AddRange(_serverArgs);
+        args.AddRange(extraArgs);
         Server = DaemonProcess.Start(Repo.KumodDll, args);
         await WaitUntilAsync(async () =>
         {
             if (Server.HasExited) throw new InvalidOperationException("kumod exited:\n" + Server.Log);
+            // kumod writes its CA (atomically) before it listens.
+            if (!File.Exists(Path.Combine(StateDir, "pki", "ca.crt"))) return false;
+            Api ??= new ApiClient(new Uri(Url), _insecureHttp ? null : CaPath);
             try
             {
                 if (Api.Http.DefaultRequestHeaders.Authorization is null) await LoginAsync();
@@ -85,12 +105,15 @@ public sealed class KumoEnvironment : IAsyncDisposable
         Api.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Token);
     }
 
-    /// <summary>Starts a separate kumo-agent with its own state dir and declared capacity.</summary>
+    /// <summary>
+    /// Starts a separate kumo-agent with its own state dir and declared capacity. An agent without a certificate in its
+    /// state dir joins with a fresh token and kumod's CA file, as an admin would set up a new machine.
+    /// </summary>
     public async Task<DaemonProcess> StartAgentAsync(string name, int cpus = 2, string memory = "2G", params string[] extra)
     {
         var args = new List<string>
         {
-            "--server", $"http://127.0.0.1:{AgentPort}",
+            "--server", AgentUrl,
             "--node-name", name,
             "--state-dir", AgentStateDir(name),
             "--images-dir", ImagesDir,
@@ -100,6 +123,8 @@ public sealed class KumoEnvironment : IAsyncDisposable
             "--stop-grace-seconds", "20",
         };
         args.AddRange(extra);
+        if (!File.Exists(Path.Combine(AgentStateDir(name), "pki", "node.crt")) && !extra.Contains("--join-token"))
+            args.AddRange(["--join-token", (await Api.CreateNodeTokenAsync()).Token, "--ca", CaPath]);
         var agent = DaemonProcess.Start(Repo.AgentDll, args);
         _agents.Add(agent);
         await WaitUntilAsync(async () =>
@@ -111,6 +136,33 @@ public sealed class KumoEnvironment : IAsyncDisposable
     }
 
     public string AgentStateDir(string name) => Path.Combine(StateDir, "agent-" + name);
+
+    /// <summary>Starts a kumo-agent and leaves waiting to the test (for agents expected to fail or be refused).</summary>
+    public DaemonProcess StartAgentProcess(string name, params string[] extra)
+    {
+        var args = new List<string>
+        {
+            "--server", AgentUrl, "--node-name", name, "--state-dir", AgentStateDir(name), "--images-dir", ImagesDir,
+            "--capacity-cpus", "1", "--capacity-memory", "1G", "--accel", "tcg",
+        };
+        args.AddRange(extra);
+        var agent = DaemonProcess.Start(Repo.AgentDll, args);
+        _agents.Add(agent);
+        return agent;
+    }
+
+    /// <summary>Runs the real `kumo` CLI as the test's user, who trusts this kumod's CA (pinned with `kumo config trust --ca`).</summary>
+    public async Task<CliResult> CliAsync(params string[] args)
+    {
+        if (!_cliTrusts && !_insecureHttp)
+        {
+            Directory.CreateDirectory(CliHome);
+            var trust = await CliProcess.RunInAsync(CliHome, Url, "config", "trust", "--ca", CaPath);
+            if (trust.ExitCode != 0) throw new InvalidOperationException($"kumo config trust failed: {trust.Err}");
+            _cliTrusts = true;
+        }
+        return await CliProcess.RunInAsync(CliHome, Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = Token }, null, args);
+    }
 
     public List<int> QemuPids() => Repo.QemuPids(StateDir);
 
@@ -151,7 +203,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
         foreach (var a in _agents) a.Dispose();
         Server?.Dispose();
         Repo.KillQemu(StateDir);
-        Api.Dispose();
+        Api?.Dispose();
         await Task.Delay(50);
         try
         {

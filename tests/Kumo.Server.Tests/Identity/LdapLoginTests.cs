@@ -17,7 +17,7 @@ public sealed class LdapLoginTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         await _slapd.InitializeAsync();
-        _server = await TestServer.StartAsync(new LdapOptions
+        _server = await TestServer.StartAsync(ldap: new LdapOptions
         {
             Url = _slapd.Url,
             BaseDn = SlapdFixture.PeopleDn,

@@ -1,9 +1,13 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using Dapper;
 using Kumo.Core;
+using Kumo.Core.Security;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
+using Kumo.Server.Security;
 using Kumo.Server.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -11,7 +15,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Kumo.Server.Tests.TestSupport;
 
-/// <summary>A real kumod (Kestrel on loopback port 0, state in a temp dir) and a plain HttpClient for its REST API.</summary>
+/// <summary>
+/// A real kumod (Kestrel on loopback port 0, HTTPS, state in a temp dir) and an HttpClient for its REST API that trusts
+/// the CA kumod made in STATE/pki and nothing else.
+/// </summary>
 public sealed class TestServer : IAsyncDisposable
 {
     private readonly TempDirectory _dir;
@@ -20,14 +27,36 @@ public sealed class TestServer : IAsyncDisposable
     {
         _dir = dir;
         App = app;
-        Client = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
+        Ca = CaTrust.LoadPem(Path.Combine(dir.Path, "pki", "ca.crt"));
+        Client = new HttpClient(Trusting(Ca)) { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public WebApplication App { get; }
     public HttpClient Client { get; }
+    public X509Certificate2 Ca { get; }
+    public string StateDir => _dir.Path;
+    public (Uri Api, Uri Agent) Addresses => KumoServer.BoundAddresses(App);
+
+    /// <summary>A handler that trusts only <paramref name="ca"/>, and offers <paramref name="client"/> when given.</summary>
+    public static SocketsHttpHandler Trusting(X509Certificate2 ca, X509Certificate2? client = null)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, chain, errors) => CaTrust.ServerRejection(ca, certificate, chain, errors) is null,
+            },
+        };
+        if (client is not null)
+        {
+            handler.SslOptions.ClientCertificates = [client];
+            handler.SslOptions.LocalCertificateSelectionCallback = (_, _, _, _, _) => client;
+        }
+        return handler;
+    }
     public Database Database => App.Services.GetRequiredService<Database>();
 
-    public static async Task<TestServer> StartAsync(Kumo.Server.Identity.Ldap.LdapOptions? ldap = null)
+    public static async Task<TestServer> StartAsync(TlsOptions? tls = null, TimeProvider? time = null, Kumo.Server.Identity.Ldap.LdapOptions? ldap = null)
     {
         var dir = new TempDirectory();
         var app = KumoServer.Build(new KumoServerOptions
@@ -35,8 +64,14 @@ public sealed class TestServer : IAsyncDisposable
             StateDir = dir.Path,
             ApiEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
+            Tls = tls ?? new(),
             Ldap = ldap,
-        }, b => b.Logging.ClearProviders());
+        }, b =>
+        {
+            b.Logging.ClearProviders();
+            if (time is not null)
+                b.Services.AddSingleton(time);
+        });
         await app.StartAsync();
         var server = new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
         server.AdminToken = await server.LoginAsync("admin", File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1]);
@@ -78,6 +113,7 @@ public sealed class TestServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
+        Ca.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
         _dir.Dispose();
