@@ -85,7 +85,7 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Logs in and returns the bearer token.</summary>
     public async Task<string> LoginAsync(string user, string password)
     {
-        using var anonymous = new HttpClient { BaseAddress = Client.BaseAddress };
+        using var anonymous = new HttpClient(Trusting(Ca)) { BaseAddress = Client.BaseAddress };
         using var r = await anonymous.PostAsync("/api/v1/auth/login", JsonContent.Create(new LoginRequest { Username = user, Password = password }, options: Problems.Json));
         r.EnsureSuccessStatusCode();
         return (await r.Content.ReadFromJsonAsync<LoginResponse>(Problems.Json))!.Token;
@@ -94,7 +94,7 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>A client acting as <paramref name="token"/>'s user.</summary>
     public HttpClient ClientFor(string? token)
     {
-        var c = new HttpClient { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        var c = new HttpClient(Trusting(Ca)) { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         return c;
     }
