@@ -20,7 +20,7 @@ public sealed class MigrationsTests : IDisposable
         using var c = db.Open();
         Assert.Equal(Migrations.Latest, Migrations.CurrentVersion(c));
         var objects = c.Query<string>("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name");
-        Assert.Equal(["images", "instances", "instances_node", "nodes", "operations", "operations_pending"], objects);
+        Assert.Equal(["audit", "audit_time", "audit_user", "images", "instances", "instances_node", "nodes", "operations", "operations_pending"], objects);
     }
 
     [Fact]
