@@ -50,15 +50,8 @@ internal static class AuditTarget
     private static bool IsSecret(string encodedName)
     {
         if (encodedName.Length == 0) return false;
-        string name;
-        try
-        {
-            name = Uri.UnescapeDataString(encodedName.Replace('+', ' '));
-        }
-        catch (UriFormatException)
-        {
-            return true; // cannot tell: redact
-        }
+        // Invalid escapes stay as they are: "%zz" is no secret word either way.
+        var name = Uri.UnescapeDataString(encodedName.Replace('+', ' '));
         foreach (var word in SecretWords)
         {
             if (name.Contains(word, StringComparison.OrdinalIgnoreCase))

@@ -69,8 +69,12 @@ internal sealed class AuditedResponse : IHttpResponseBodyFeature, IDisposable
 
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
+        // HttpResponse.WriteAsync(string) starts the response before every write: a held response starts when released.
+        if (_state == State.Holding && !MustStream())
+            return;
         await ReleaseAsync(StreamOutcome(), null, cancellationToken);
-        await _inner.StartAsync(cancellationToken);
+        if (_state == State.Passing)
+            await _inner.StartAsync(cancellationToken);
     }
 
     public Task SendFileAsync(string path, long offset, long? count, CancellationToken cancellationToken = default) =>
