@@ -15,29 +15,52 @@ namespace Kumo.Server.Tests.TestSupport;
 public sealed class TestServer : IAsyncDisposable
 {
     private readonly TempDirectory _dir;
+    private readonly Action<WebApplication>? _map;
+    private bool _handedOver;
 
-    private TestServer(TempDirectory dir, WebApplication app, Uri api)
+    private TestServer(TempDirectory dir, WebApplication app, Action<WebApplication>? map)
     {
         _dir = dir;
+        _map = map;
         App = app;
-        Client = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
+        (Api, Agent) = KumoServer.BoundAddresses(app);
+        Client = new HttpClient { BaseAddress = Api, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public WebApplication App { get; }
     public HttpClient Client { get; }
+    public Uri Api { get; }
+    public Uri Agent { get; }
+    public string StateDir => _dir.Path;
     public Database Database => App.Services.GetRequiredService<Database>();
 
-    public static async Task<TestServer> StartAsync()
+    /// <param name="map">Extra endpoints mapped after kumod's own (tests of the pipeline itself).</param>
+    public static Task<TestServer> StartAsync(Action<WebApplication>? map = null) => StartAsync(new TempDirectory(), map);
+
+    private static async Task<TestServer> StartAsync(TempDirectory dir, Action<WebApplication>? map)
     {
-        var dir = new TempDirectory();
         var app = KumoServer.Build(new KumoServerOptions
         {
             StateDir = dir.Path,
             ApiEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
         }, b => b.Logging.ClearProviders());
+        map?.Invoke(app);
         await app.StartAsync();
-        return new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
+        return new TestServer(dir, app, map);
+    }
+
+    /// <summary>
+    /// Stops this kumod and starts a new one on the same state dir; the new one owns the dir from now on.
+    /// <paramref name="whileStopped"/> runs in between, on the state dir (e.g. to change files nobody has open).
+    /// </summary>
+    public async Task<TestServer> RestartAsync(Func<string, Task>? whileStopped = null)
+    {
+        await StopAsync();
+        _handedOver = true;
+        if (whileStopped is not null)
+            await whileStopped(_dir.Path);
+        return await StartAsync(_dir, _map);
     }
 
     /// <summary>Registers a node as an agent would, without running one.</summary>
@@ -53,10 +76,16 @@ public sealed class TestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_handedOver) return;
+        await StopAsync();
+        _dir.Dispose();
+    }
+
+    private async Task StopAsync()
+    {
         Client.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
-        _dir.Dispose();
     }
 }
 
