@@ -23,6 +23,7 @@ public sealed partial class AuditLog : IAsyncDisposable
         new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
     private readonly Lock _checkpointLock = new();
     private Task _checkpointLoop = Task.CompletedTask;
+    private bool _started;
 
     // The head the next append chains from. Only the writer loop touches it once Start has run: it advances inside a
     // write and steps back when that write is rolled back.
@@ -60,6 +61,7 @@ public sealed partial class AuditLog : IAsyncDisposable
         _head = head;
         _committed = head;
         WriteCheckpoint(force: true);
+        _started = true;
         _checkpointLoop = Task.Run(CheckpointLoopAsync);
     }
 
@@ -193,6 +195,8 @@ public sealed partial class AuditLog : IAsyncDisposable
     {
         _committedSignal.Writer.TryComplete();
         await _checkpointLoop;
+        if (!_started)
+            return; // never loaded: writing now would replace a good checkpoint with an empty one
         try
         {
             WriteCheckpoint(force: false);

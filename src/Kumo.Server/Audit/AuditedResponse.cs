@@ -49,7 +49,6 @@ internal sealed class AuditedResponse : IHttpResponseBodyFeature, IDisposable
 
     public DateTimeOffset Arrived { get; }
     public HttpContext Context => _context;
-    public IHttpResponseBodyFeature Inner => _inner;
     public bool IsGrpc => _passOnStart;
 
     /// <summary>The entry is durable (or its write failed and the answer is withheld).</summary>
