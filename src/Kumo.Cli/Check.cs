@@ -35,6 +35,10 @@ internal static class Check
         return labels;
     }
 
+    /// <summary>Checks a --since value with kumod's rules; the text goes to kumod as typed, so durations count back from its clock.</summary>
+    public static string? Since(string? text, string option) =>
+        text is null || AuditSince.TryParse(text, DateTimeOffset.UtcNow, out _, out var error) ? text?.Trim() : throw new UsageException($"{option}: {error}");
+
     public static string OperationId(string? id) =>
         string.IsNullOrWhiteSpace(id) ? throw new UsageException("operation id must not be empty") : id.Trim();
 }

@@ -214,6 +214,17 @@ internal sealed partial class Output
         ("Created", Time(o.CreatedAt)),
         ("Updated", Time(o.UpdatedAt)));
 
+    public IRenderable AuditEntries(IReadOnlyList<AuditEntry> entries)
+    {
+        var table = Table("SEQ", "TIME", "USER", "SOURCE", "ACTION", "OUTCOME", "TARGET");
+        foreach (var e in entries)
+        {
+            AddRow(table, e.Seq.ToString(CultureInfo.InvariantCulture), Time(e.Time), e.UserName ?? e.UserId ?? "(anonymous)", e.Source, e.Action,
+                $"{e.Outcome} {e.Status.ToString(CultureInfo.InvariantCulture)}", e.Target);
+        }
+        return table;
+    }
+
     // ---- progress
 
     /// <summary>

@@ -4,6 +4,7 @@ using Kumo.Core.Security;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
 using Kumo.Server.Identity;
+using Kumo.Server.Audit;
 using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Operations;
@@ -120,6 +121,7 @@ public static partial class KumoServer
         s.AddSingleton<ImageService>();
         s.AddSingleton<JoinTokens>();
         s.AddSingleton<NodeCertificates>();
+        s.AddSingleton<AuditLog>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -135,7 +137,16 @@ public static partial class KumoServer
         app.Services.GetRequiredService<Scheduler>().Load(db);
         app.Services.GetRequiredService<ImageService>().EnsureBuiltInsAsync(CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<UserService>().BootstrapAsync(InitialAdminFile(options.StateDir), CancellationToken.None).GetAwaiter().GetResult();
+        app.Services.GetRequiredService<AuditLog>().Start();
 
+        // Audit is outermost, on purpose:
+        // - every request passes it, including those no endpoint takes (404 from routing, routing's own 405/415
+        //   endpoints) and those refused further in (authentication's 401, authorization's 403);
+        // - it sees the status the caller actually gets, after UseKumoProblems turned exceptions into problem+json;
+        // - it holds the whole response back until the entry is durable, and nothing outside it can send a byte first.
+        // It needs nothing from the inner middleware before it runs: it reads the endpoint (set by routing) and the
+        // caller (set by authentication) from the HttpContext when it writes the entry, after they have run.
+        app.UseKumoAudit();
         app.UseKumoProblems();
         app.UseRouting();
         app.UseKumoAuthentication();
@@ -157,6 +168,7 @@ public static partial class KumoServer
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);
+        AuditEndpoints.Map(api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         LogTls(app.Logger, pki, options);
         return app;

@@ -16,6 +16,7 @@ public sealed class PersistedValuesTests
         { typeof(NodeStates), ["Ready=ready", "Draining=draining", "Down=down"] },
         { typeof(OperationStatuses), ["Pending=pending", "Running=running", "Succeeded=succeeded", "Failed=failed"] },
         { typeof(ReadinessModes), ["Marker=marker", "Timeout=timeout", "None=none"] },
+        { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {
             typeof(ProblemTypes),
             [

@@ -46,32 +46,12 @@ internal static class AdminCommands
         return admin;
     }
 
-    /// <summary>Downloads next to the target and renames, so a broken download never replaces a good file. The copy holds every secret: 0600.</summary>
-    private static async Task<long> DownloadAsync(Invocation run, string path)
+    /// <summary>The copy holds every secret kumod has: a private file.</summary>
+    private static Task<long> DownloadAsync(Invocation run, string path) => PrivateFile.WriteAsync(path, async file =>
     {
-        var directory = Path.GetDirectoryName(path)!;
-        if (!Directory.Exists(directory))
-            throw new UsageException($"directory {directory} does not exist");
-        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.part");
-        try
-        {
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            long length;
-            await using (var file = new FileStream(temp, options))
-            {
-                await run.Client.DownloadBackupAsync(file, run.Cancellation);
-                length = file.Length;
-            }
-            File.Move(temp, path, overwrite: true);
-            return length;
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
+        await run.Client.DownloadBackupAsync(file, run.Cancellation);
+        return file.Length;
+    });
 
     private static FileStream OpenBackup(string path)
     {

@@ -75,6 +75,12 @@ public sealed class Database : IAsyncDisposable
 {
     private const int MaxBatch = 512;
 
+    /// <summary>
+    /// Tables a restore does not roll back: the audit log is the history of this server, including the restore
+    /// itself, not state to rewind (and its chain head lives on in memory and in the signed checkpoint).
+    /// </summary>
+    internal static readonly IReadOnlyList<string> KeptOnRestore = ["audit"];
+
     private readonly string _connectionString;
     private readonly Channel<IPendingWrite> _writes = Channel.CreateUnbounded<IPendingWrite>(new() { SingleReader = true });
     private readonly SqliteConnection _writer;
@@ -222,6 +228,8 @@ public sealed class Database : IAsyncDisposable
         {
             using var source = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = w.Restore, Pooling = false }.ToString());
             source.Open();
+            foreach (var table in KeptOnRestore)
+                CarryOver(source, table);
             source.BackupDatabase(_writer);
             DropPrepared();
             Exec(_writer, "PRAGMA journal_mode = WAL;");
@@ -279,6 +287,46 @@ public sealed class Database : IAsyncDisposable
     {
         foreach (var c in _prepared.Values) c.Dispose();
         _prepared.Clear();
+    }
+
+    /// <summary>
+    /// Replaces <paramref name="table"/> in the file about to be restored with the live one: same definition, indexes
+    /// and triggers, same rows. Runs on the writer loop, so no write to the table can slip in between.
+    /// </summary>
+    private void CarryOver(SqliteConnection source, string table)
+    {
+        using (var attach = source.CreateCommand())
+        {
+            attach.CommandText = "ATTACH DATABASE $path AS live";
+            attach.Parameters.AddWithValue("$path", Path);
+            attach.ExecuteNonQuery();
+        }
+        try
+        {
+            using var tx = source.BeginTransaction();
+            var schema = new List<(string Type, string Sql)>();
+            using (var read = source.CreateCommand())
+            {
+                read.Transaction = tx;
+                read.CommandText = "SELECT type, sql FROM live.sqlite_master WHERE tbl_name = $table AND sql IS NOT NULL";
+                read.Parameters.AddWithValue("$table", table);
+                using var rows = read.ExecuteReader();
+                while (rows.Read())
+                    schema.Add((rows.GetString(0), rows.GetString(1)));
+            }
+            // Dropping the table drops its indexes and triggers (which would refuse the delete) with it.
+            Exec(source, $"DROP TABLE IF EXISTS main.\"{table}\"", tx);
+            foreach (var (_, sql) in schema.Where(s => s.Type == "table"))
+                Exec(source, sql, tx);
+            Exec(source, $"INSERT INTO main.\"{table}\" SELECT * FROM live.\"{table}\"", tx);
+            foreach (var (_, sql) in schema.Where(s => s.Type != "table"))
+                Exec(source, sql, tx);
+            tx.Commit();
+        }
+        finally
+        {
+            Exec(source, "DETACH DATABASE live");
+        }
     }
 
     internal static void Exec(SqliteConnection c, string sql, SqliteTransaction? tx = null)

@@ -143,6 +143,29 @@ internal static class Migrations
         );
         CREATE INDEX node_certificates_node ON node_certificates (node_name) WHERE revoked_at IS NULL;
         """,
+        // 5: the audit log, hash-chained (Audit/AuditChain.cs). Append-only: the triggers refuse changes and deletes.
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            time TEXT NOT NULL,
+            user_id TEXT,
+            user_name TEXT,
+            source TEXT NOT NULL,
+            method TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            request_id TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_user ON audit (user_name, seq);
+        CREATE INDEX audit_time ON audit (time);
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -20,8 +20,9 @@ public sealed class MigrationsTests : IDisposable
         using var c = db.Open();
         Assert.Equal(Migrations.Latest, Migrations.CurrentVersion(c));
         var objects = c.Query<string>("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name");
-        Assert.Equal(["images", "instances", "instances_node", "instances_owner", "instances_project", "join_tokens", "node_certificates",
-            "node_certificates_node", "nodes", "operations", "operations_pending", "project_members", "projects", "quotas", "tokens", "tokens_user", "users"], objects);
+        Assert.Equal(["audit", "audit_time", "audit_user", "images", "instances", "instances_node", "instances_owner", "instances_project", "join_tokens",
+            "node_certificates", "node_certificates_node", "nodes", "operations", "operations_pending", "project_members", "projects", "quotas", "tokens",
+            "tokens_user", "users"], objects);
     }
 
     [Fact]

@@ -22,20 +22,33 @@ namespace Kumo.Server.Tests.TestSupport;
 public sealed class TestServer : IAsyncDisposable
 {
     private readonly TempDirectory _dir;
+    private readonly Settings _settings;
+    private bool _handedOver;
 
-    private TestServer(TempDirectory dir, WebApplication app, Uri api)
+    /// <summary>How a test server is built; kept for restarts on the same state dir.</summary>
+    private sealed record Settings(TlsOptions? Tls, TimeProvider? Time, Kumo.Server.Identity.Ldap.LdapOptions? Ldap, Action<WebApplication>? Map);
+
+    private TestServer(TempDirectory dir, WebApplication app, Settings settings)
     {
         _dir = dir;
+        _settings = settings;
         App = app;
+        (Api, Agent) = KumoServer.BoundAddresses(app);
         Ca = CaTrust.LoadPem(Path.Combine(dir.Path, "pki", "ca.crt"));
-        Client = new HttpClient(Trusting(Ca)) { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
+        Client = new HttpClient(Trusting(Ca)) { BaseAddress = Api, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public WebApplication App { get; }
     public HttpClient Client { get; }
     public X509Certificate2 Ca { get; }
+    public Uri Api { get; }
+    public Uri Agent { get; }
     public string StateDir => _dir.Path;
-    public (Uri Api, Uri Agent) Addresses => KumoServer.BoundAddresses(App);
+    public (Uri Api, Uri Agent) Addresses => (Api, Agent);
+    public Database Database => App.Services.GetRequiredService<Database>();
+
+    /// <summary>The bootstrap admin's token; <see cref="Client"/> sends it by default.</summary>
+    public string AdminToken { get; private set; } = "";
 
     /// <summary>A handler that trusts only <paramref name="ca"/>, and offers <paramref name="client"/> when given.</summary>
     public static SocketsHttpHandler Trusting(X509Certificate2 ca, X509Certificate2? client = null)
@@ -54,47 +67,62 @@ public sealed class TestServer : IAsyncDisposable
         }
         return handler;
     }
-    public Database Database => App.Services.GetRequiredService<Database>();
 
-    public static async Task<TestServer> StartAsync(TlsOptions? tls = null, TimeProvider? time = null, Kumo.Server.Identity.Ldap.LdapOptions? ldap = null)
+    public static Task<TestServer> StartAsync(TlsOptions? tls = null, TimeProvider? time = null, Kumo.Server.Identity.Ldap.LdapOptions? ldap = null) =>
+        StartAsync(new TempDirectory(), new Settings(tls, time, ldap, null));
+
+    /// <param name="map">Extra endpoints mapped after kumod's own (tests of the pipeline itself).</param>
+    public static Task<TestServer> StartAsync(Action<WebApplication> map) => StartAsync(new TempDirectory(), new Settings(null, null, null, map));
+
+    private static async Task<TestServer> StartAsync(TempDirectory dir, Settings settings)
     {
-        var dir = new TempDirectory();
         var app = KumoServer.Build(new KumoServerOptions
         {
             StateDir = dir.Path,
             ApiEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
-            Tls = tls ?? new(),
-            Ldap = ldap,
+            Tls = settings.Tls ?? new(),
+            Ldap = settings.Ldap,
         }, b =>
         {
             b.Logging.ClearProviders();
-            if (time is not null)
-                b.Services.AddSingleton(time);
+            if (settings.Time is not null)
+                b.Services.AddSingleton(settings.Time);
         });
+        settings.Map?.Invoke(app);
         await app.StartAsync();
-        var server = new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
+        var server = new TestServer(dir, app, settings);
         server.AdminToken = await server.LoginAsync("admin", File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1]);
         server.Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.AdminToken);
         return server;
     }
 
-    /// <summary>The bootstrap admin's token; <see cref="Client"/> sends it by default.</summary>
-    public string AdminToken { get; private set; } = "";
+    /// <summary>
+    /// Stops this kumod and starts a new one on the same state dir; the new one owns the dir from now on.
+    /// <paramref name="whileStopped"/> runs in between, on the state dir (e.g. to change files nobody has open).
+    /// </summary>
+    public async Task<TestServer> RestartAsync(Func<string, Task>? whileStopped = null)
+    {
+        await StopAsync();
+        _handedOver = true;
+        if (whileStopped is not null)
+            await whileStopped(_dir.Path);
+        return await StartAsync(_dir, _settings);
+    }
 
     /// <summary>Logs in and returns the bearer token.</summary>
     public async Task<string> LoginAsync(string user, string password)
     {
-        using var anonymous = new HttpClient(Trusting(Ca)) { BaseAddress = Client.BaseAddress };
+        using var anonymous = new HttpClient(Trusting(Ca)) { BaseAddress = Api };
         using var r = await anonymous.PostAsync("/api/v1/auth/login", JsonContent.Create(new LoginRequest { Username = user, Password = password }, options: Problems.Json));
         r.EnsureSuccessStatusCode();
         return (await r.Content.ReadFromJsonAsync<LoginResponse>(Problems.Json))!.Token;
     }
 
-    /// <summary>A client acting as <paramref name="token"/>'s user.</summary>
+    /// <summary>A client acting as <paramref name="token"/>'s user (anonymous when null).</summary>
     public HttpClient ClientFor(string? token)
     {
-        var c = new HttpClient(Trusting(Ca)) { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        var c = new HttpClient(Trusting(Ca)) { BaseAddress = Api, Timeout = TimeSpan.FromSeconds(30) };
         if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         return c;
     }
@@ -112,11 +140,17 @@ public sealed class TestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_handedOver) return;
+        await StopAsync();
+        _dir.Dispose();
+    }
+
+    private async Task StopAsync()
+    {
         Client.Dispose();
         Ca.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
-        _dir.Dispose();
     }
 }
 

@@ -1,0 +1,52 @@
+using System.Runtime.InteropServices;
+
+namespace Kumo.Server.Storage;
+
+/// <summary>Small files replaced atomically and durably: a crash leaves either the old content or the new, never a mix.</summary>
+internal static class DurableFile
+{
+    /// <summary>Writes a temporary file beside <paramref name="path"/>, fsyncs it, renames it over the target and fsyncs the directory.</summary>
+    public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var temp = path + ".tmp";
+        File.Delete(temp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+            options.UnixCreateMode = mode;
+        using (var file = new FileStream(temp, options))
+        {
+            file.Write(content);
+            file.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+        SyncDirectory(directory);
+    }
+
+    /// <summary>Makes a rename in <paramref name="directory"/> durable (POSIX keeps directory entries in the directory's own data).</summary>
+    public static void SyncDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var fd = open(directory, 0 /* O_RDONLY */);
+        if (fd < 0)
+            throw new IOException($"cannot open {directory} to sync it (errno {Marshal.GetLastPInvokeError()})");
+        try
+        {
+            if (fsync(fd) != 0)
+                throw new IOException($"fsync of {directory} failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+        finally
+        {
+            _ = close(fd);
+        }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int fsync(int fd);
+
+    [DllImport("libc")]
+    private static extern int close(int fd);
+}
