@@ -16,18 +16,26 @@ public sealed class TestServer : IAsyncDisposable
 {
     private readonly TempDirectory _dir;
 
-    private TestServer(TempDirectory dir, WebApplication app, Uri api)
+    private TestServer(TempDirectory dir, WebApplication app)
     {
         _dir = dir;
         App = app;
-        Client = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
+        (ApiAddress, AgentAddress) = KumoServer.BoundAddresses(app);
+        Client = new HttpClient { BaseAddress = ApiAddress, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public WebApplication App { get; }
     public HttpClient Client { get; }
     public Database Database => App.Services.GetRequiredService<Database>();
 
-    public static async Task<TestServer> StartAsync()
+    /// <summary>The REST endpoint (HTTP/1.1).</summary>
+    public Uri ApiAddress { get; }
+
+    /// <summary>The agent gRPC endpoint (HTTP/2 without TLS).</summary>
+    public Uri AgentAddress { get; }
+
+    /// <param name="configure">Runs after the default logging providers are removed, e.g. to capture logs.</param>
+    public static async Task<TestServer> StartAsync(Action<WebApplicationBuilder>? configure = null)
     {
         var dir = new TempDirectory();
         var app = KumoServer.Build(new KumoServerOptions
@@ -35,16 +43,32 @@ public sealed class TestServer : IAsyncDisposable
             StateDir = dir.Path,
             ApiEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
-        }, b => b.Logging.ClearProviders());
+        }, b =>
+        {
+            b.Logging.ClearProviders();
+            configure?.Invoke(b);
+        });
         await app.StartAsync();
-        var server = new TestServer(dir, app, KumoServer.BoundAddresses(app).Api);
-        server.AdminToken = await server.LoginAsync("admin", File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1]);
+        var server = new TestServer(dir, app);
+        server.AdminPassword = File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1];
+        server.AdminToken = await server.LoginAsync("admin", server.AdminPassword);
         server.Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.AdminToken);
         return server;
     }
 
     /// <summary>The bootstrap admin's token; <see cref="Client"/> sends it by default.</summary>
     public string AdminToken { get; private set; } = "";
+
+    /// <summary>The bootstrap admin's generated password, as `./kumo up` shows it.</summary>
+    public string AdminPassword { get; private set; } = "";
+
+    /// <summary>Creates a local user as the admin, logs them in and returns their session token.</summary>
+    public async Task<string> AddUserAsync(string name, string password, string role = "user")
+    {
+        using var r = await Client.PostAsync("/api/v1/users", JsonContent.Create(new UsersPost { Name = name, Password = password, Role = role }, options: Problems.Json));
+        Assert.True(r.StatusCode == HttpStatusCode.Created, $"creating user {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+        return await LoginAsync(name, password);
+    }
 
     /// <summary>Logs in and returns the bearer token.</summary>
     public async Task<string> LoginAsync(string user, string password)
@@ -59,6 +83,35 @@ public sealed class TestServer : IAsyncDisposable
     public HttpClient ClientFor(string? token)
     {
         var c = new HttpClient { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return c;
+    }
+
+    /// <summary>
+    /// A client whose connections come from <paramref name="source"/> (any 127.x address), so per-address logic such
+    /// as the login throttle sees distinct callers.
+    /// </summary>
+    public HttpClient ClientFrom(IPAddress source, string? token = null)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (context, ct) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                try
+                {
+                    socket.Bind(new IPEndPoint(source, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, ct);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+        };
+        var c = new HttpClient(handler) { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         return c;
     }
