@@ -79,6 +79,25 @@ public sealed class TestServer : IAsyncDisposable
         return (await r.Content.ReadFromJsonAsync<LoginResponse>(Problems.Json))!.Token;
     }
 
+    /// <summary>Creates a shared project as the admin and adds <paramref name="members"/>.</summary>
+    public async Task AddProjectAsync(string name, params string[] members)
+    {
+        using (var created = await Client.PostAsync("/api/v1/projects", JsonContent.Create(new ProjectsPost { Name = name }, options: Problems.Json)))
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        foreach (var m in members)
+        {
+            using var added = await Client.PostAsync($"/api/v1/projects/{name}/members", JsonContent.Create(new MemberPost { User = m }, options: Problems.Json));
+            Assert.Equal(HttpStatusCode.OK, added.StatusCode);
+        }
+    }
+
+    /// <summary>Sets a user's or project's quota as the admin.</summary>
+    public async Task SetQuotaAsync(string scope, string name, QuotaPut put)
+    {
+        using var r = await Client.PutAsync($"/api/v1/quotas/{scope}/{name}", JsonContent.Create(put, options: Problems.Json));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+
     /// <summary>A client acting as <paramref name="token"/>'s user.</summary>
     public HttpClient ClientFor(string? token)
     {
