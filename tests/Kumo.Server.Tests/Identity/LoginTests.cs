@@ -1,0 +1,116 @@
+using System.Net;
+using System.Net.Http.Json;
+using Kumo.Core;
+using Kumo.Server.Api;
+using Kumo.Server.Tests.TestSupport;
+
+namespace Kumo.Server.Tests.Identity;
+
+/// <summary>Login: one answer for every failure, throttled per account and per source address, strict input.</summary>
+public sealed class LoginTests : IAsyncLifetime
+{
+    private const string AlicePassword = "alice-password";
+    private const string BobPassword = "bob-password";
+    private TestServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _server = await TestServer.StartAsync();
+        await _server.AddUserAsync("alice", AlicePassword);
+        await _server.AddUserAsync("bob", BobPassword);
+    }
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task WrongPassword_AndUnknownAccount_GetTheSame401()
+    {
+        using var client = _server.ClientFor(null);
+
+        var wrongPassword = await (await LoginAsync(client, "alice", "not-her-password")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+        var unknownAccount = await (await LoginAsync(client, "nobody", "not-her-password")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+
+        Assert.Equal((wrongPassword.Title, wrongPassword.Detail), (unknownAccount.Title, unknownAccount.Detail));
+        Assert.DoesNotContain("alice", wrongPassword.Detail);
+    }
+
+    [Fact]
+    public async Task FiveFailures_ForAnAccount_ThrottleItFromEverySource_EvenWithTheRightPassword()
+    {
+        using var attacker = _server.ClientFrom(IPAddress.Parse("127.0.0.2"));
+        using var alicesLaptop = _server.ClientFrom(IPAddress.Parse("127.0.0.3"));
+        for (var i = 0; i < 5; i++)
+            await (await LoginAsync(attacker, "alice", $"guess-{i}")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+
+        var problem = await (await LoginAsync(alicesLaptop, "alice", AlicePassword)).AssertProblemAsync(HttpStatusCode.TooManyRequests, ProblemTypes.TooManyAttempts);
+
+        Assert.Contains("try again in", problem.Detail);
+        await (await LoginAsync(attacker, "alice", AlicePassword)).AssertProblemAsync(HttpStatusCode.TooManyRequests, ProblemTypes.TooManyAttempts);
+        // Other accounts from an address that has not failed are not affected.
+        Assert.Equal(HttpStatusCode.OK, (await LoginAsync(alicesLaptop, "bob", BobPassword)).StatusCode);
+    }
+
+    [Fact]
+    public async Task FiveFailures_FromASource_ThrottleEveryAccountFromIt()
+    {
+        using var sprayer = _server.ClientFrom(IPAddress.Parse("127.0.0.4"));
+        using var elsewhere = _server.ClientFrom(IPAddress.Parse("127.0.0.5"));
+        for (var i = 0; i < 5; i++)
+            await (await LoginAsync(sprayer, $"ghost-{i}", "guess")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+
+        await (await LoginAsync(sprayer, "bob", BobPassword)).AssertProblemAsync(HttpStatusCode.TooManyRequests, ProblemTypes.TooManyAttempts);
+
+        Assert.Equal(HttpStatusCode.OK, (await LoginAsync(elsewhere, "bob", BobPassword)).StatusCode);
+    }
+
+    [Fact]
+    public async Task SuccessfulLogins_DoNotCountTowardsTheThrottle()
+    {
+        using var client = _server.ClientFrom(IPAddress.Parse("127.0.0.7"));
+
+        for (var i = 0; i < 8; i++)
+            Assert.Equal(HttpStatusCode.OK, (await LoginAsync(client, "bob", BobPassword)).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("", AlicePassword)]
+    [InlineData("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", AlicePassword)] // 64 characters
+    [InlineData("Alice", AlicePassword)]
+    [InlineData("al ice", AlicePassword)]
+    [InlineData("alice\n", AlicePassword)]
+    [InlineData("al\0ice", AlicePassword)]
+    [InlineData("*)(uid=*", AlicePassword)]
+    [InlineData("al;ice", AlicePassword)]
+    [InlineData("álice", AlicePassword)]
+    [InlineData("аlice", AlicePassword)] // Cyrillic а
+    [InlineData("alice", "")]
+    public async Task Login_WithBadInput_Returns400Validation(string username, string password)
+    {
+        using var client = _server.ClientFor(null);
+
+        await (await LoginAsync(client, username, password)).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
+    }
+
+    [Fact]
+    public async Task Login_WithMissingFields_Returns400Validation()
+    {
+        using var client = _server.ClientFor(null);
+
+        using var response = await client.PostAsync("/api/v1/auth/login", JsonContent.Create(new { }, options: Problems.Json));
+
+        await response.AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
+    }
+
+    [Fact]
+    public async Task BadInput_DoesNotCountTowardsTheThrottle()
+    {
+        using var client = _server.ClientFrom(IPAddress.Parse("127.0.0.8"));
+        for (var i = 0; i < 8; i++)
+            await (await LoginAsync(client, "Not Valid", "x")).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
+
+        Assert.Equal(HttpStatusCode.OK, (await LoginAsync(client, "alice", AlicePassword)).StatusCode);
+    }
+
+    private static Task<HttpResponseMessage> LoginAsync(HttpClient client, string username, string password) =>
+        client.PostAsync("/api/v1/auth/login", JsonContent.Create(new LoginRequest { Username = username, Password = password }, options: Problems.Json));
+}
