@@ -21,6 +21,9 @@ public sealed partial class UserService(
     public const int MinPasswordLength = 8;
     public const int MaxPasswordLength = 1024;
 
+    /// <summary>A hash no password matches, verified for accounts that have none (see <see cref="LoginAsync"/>).</summary>
+    private static readonly Lazy<string> UnmatchableHash = new(() => PasswordHasher.Hash(PasswordHasher.Generate()));
+
     private readonly ConcurrentDictionary<string, IReadOnlySet<string>> _membership = new();
 
     /// <summary>Drops cached memberships and token decisions (any identity change).</summary>
@@ -71,7 +74,9 @@ public sealed partial class UserService(
                 $"too many failed logins for this account or address; try again in {Math.Ceiling(wait.TotalSeconds)} s");
 
         var user = await db.ReadAsync(c => c.QuerySingleOrDefault<UserRow>("SELECT * FROM users WHERE name = @name", new { name }), ct);
-        var ok = user is { Source: "local" } && PasswordHasher.Verify(password, user.PasswordHash);
+        var local = user is { Source: "local", PasswordHash: not null };
+        // Accounts without a local password pay for one hash too, so the time to answer does not tell which exist.
+        var ok = PasswordHasher.Verify(password, local ? user!.PasswordHash : UnmatchableHash.Value) && local;
         if (!ok && external is not null && (user is null || user.Source == "ldap"))
         {
             var found = await external(name, password, ct);

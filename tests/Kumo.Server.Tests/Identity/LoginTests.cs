@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using Kumo.Core;
@@ -32,6 +33,26 @@ public sealed class LoginTests : IAsyncLifetime
 
         Assert.Equal((wrongPassword.Title, wrongPassword.Detail), (unknownAccount.Title, unknownAccount.Detail));
         Assert.DoesNotContain("alice", wrongPassword.Detail);
+    }
+
+    [Fact]
+    public async Task UnknownAccount_TakesAboutAsLongAsAWrongPassword()
+    {
+        // A fast "no such user" would tell accounts apart by timing, whatever the message says. Each side gets its own
+        // source address so the throttle does not step in; the bound is loose because the gap it guards is ~100x.
+        using var known = _server.ClientFrom(IPAddress.Parse("127.0.0.2"));
+        using var unknown = _server.ClientFrom(IPAddress.Parse("127.0.0.3"));
+        var knownTimes = new List<TimeSpan>();
+        var unknownTimes = new List<TimeSpan>();
+        for (var i = 0; i < 3; i++)
+        {
+            knownTimes.Add(await TimeAsync(() => LoginAsync(known, "alice", $"wrong-{i}")));
+            unknownTimes.Add(await TimeAsync(() => LoginAsync(unknown, $"nobody-{i}", $"wrong-{i}")));
+        }
+
+        var knownMedian = knownTimes.Order().ElementAt(1);
+        Assert.True(unknownTimes.Min() >= knownMedian / 4,
+            $"unknown accounts answer in {string.Join(", ", unknownTimes.Select(t => t.TotalMilliseconds))} ms, known ones in {knownMedian.TotalMilliseconds} ms");
     }
 
     [Fact]
@@ -113,4 +134,12 @@ public sealed class LoginTests : IAsyncLifetime
 
     private static Task<HttpResponseMessage> LoginAsync(HttpClient client, string username, string password) =>
         client.PostAsync("/api/v1/auth/login", JsonContent.Create(new LoginRequest { Username = username, Password = password }, options: Problems.Json));
+
+    private static async Task<TimeSpan> TimeAsync(Func<Task<HttpResponseMessage>> call)
+    {
+        var watch = Stopwatch.StartNew();
+        using var response = await call();
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        return watch.Elapsed;
+    }
 }
