@@ -69,7 +69,7 @@ public sealed partial class UserService(
         var password = body?.Password ?? "";
         if (Names.Validate(name, "username") is { } nameError) throw ProblemException.Validation("username", nameError);
         if (password.Length is 0 or > MaxPasswordLength) throw ProblemException.Validation("password", "password must not be empty");
-        if (throttle.RetryAfter(name, source) is { } wait)
+        if (throttle.TryBegin(name, source, out var attempt) is { } wait)
             throw new ProblemException(429, ProblemTypes.TooManyAttempts, "Too many failed logins",
                 $"too many failed logins for this account or address; try again in {Math.Ceiling(wait.TotalSeconds)} s");
 
@@ -88,11 +88,11 @@ public sealed partial class UserService(
         }
         if (!ok || user is null || user.Disabled != 0)
         {
-            throttle.Failed(name, source);
-            // One message for every case, so the answer does not tell which accounts exist.
+            // One message for every case, so the answer does not tell which accounts exist. The attempt already
+            // counts as a failure (TryBegin); only a success takes it back.
             throw new ProblemException(401, ProblemTypes.Unauthorized, "Login failed", "wrong username or password, or the account is disabled");
         }
-        throttle.Succeeded(name);
+        throttle.Succeeded(name, source, attempt);
         var (secret, row) = await db.WriteAsync(ctx => tokens.Issue(ctx, user.Id, "session", "login", TokenService.SessionLifetime), ct);
         return new LoginResponse { Token = secret, ExpiresAt = Json.Time(row.ExpiresAt!), User = await ToApiAsync(user, ct) };
     }

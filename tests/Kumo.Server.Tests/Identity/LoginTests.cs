@@ -85,6 +85,19 @@ public sealed class LoginTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ParallelGuesses_GetNoMoreThanFiveAnswers()
+    {
+        // Guesses sent at once must not all pass the throttle before the first failure is counted.
+        using var attacker = _server.ClientFrom(IPAddress.Parse("127.0.0.6"));
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => LoginAsync(attacker, "alice", $"guess-{i}")));
+
+        var statuses = responses.Select(r => (int)r.StatusCode).ToList();
+        Assert.True(statuses.Count(s => s == 401) <= 5, "answers: " + string.Join(",", statuses.Order()));
+        Assert.All(statuses, s => Assert.True(s is 401 or 429, $"unexpected {s}"));
+    }
+
+    [Fact]
     public async Task SuccessfulLogins_DoNotCountTowardsTheThrottle()
     {
         using var client = _server.ClientFrom(IPAddress.Parse("127.0.0.7"));
