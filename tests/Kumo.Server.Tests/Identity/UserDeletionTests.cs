@@ -127,6 +127,22 @@ public sealed class UserDeletionTests : IAsyncLifetime
         Assert.Equal(0, await _server.CountInstancesAsync());
     }
 
+    [Fact]
+    public async Task Delete_WithDelete_WhenTheNodeGoesDownWhileWaiting_FinishesWithoutWaitingForTheDeadline()
+    {
+        // The node is up when the delete starts, but no agent will ever confirm it: once the node is marked down
+        // (10 s without heartbeats) its instances can go, as a forced delete of an instance on a down node does.
+        await _server.AddNodeAsync("node-a");
+        await CreateAsync(_alice, "a1");
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+
+        using var response = await _server.Client.DeleteAsync("/api/v1/users/alice?resources=delete");
+
+        Assert.True(response.StatusCode == HttpStatusCode.NoContent, $"{(int)response.StatusCode} after {watch.Elapsed}: {await response.Content.ReadAsStringAsync()}");
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), $"took {watch.Elapsed}");
+        Assert.Equal(0, await _server.CountInstancesAsync());
+    }
+
     private static async Task CreateAsync(HttpClient client, string name, string? project = null, bool stopped = true)
     {
         using var response = await client.PostAsync(project is null ? "/api/v1/instances" : $"/api/v1/instances?project={project}",
