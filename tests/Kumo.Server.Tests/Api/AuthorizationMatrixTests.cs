@@ -53,7 +53,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     /// <summary>The REST endpoint, keyed by "METHOD /route-template" (trailing slash and route constraints dropped).</summary>
     private static readonly Dictionary<string, Row> Expected = new()
     {
-        //                                                             anonymous alice bob   admin
+        // new(anonymous, alice, bob: another user, admin). Login = 401, Deny = 403, Hide = 404 from the handler, Ok = past the policy.
         ["GET /api/v1"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/nodes"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/nodes/{name}"] = new(Login, Ok, Ok, Ok),
