@@ -1,50 +1,66 @@
-using System.Collections.Concurrent;
-
 namespace Kumo.Server.Identity;
 
 /// <summary>
 /// Failed-login limits per account and per source address: after <see cref="MaxFailures"/> failures inside the
 /// window, further attempts are refused until the window has passed, whether or not the password is right.
 /// </summary>
+/// <remarks>
+/// An attempt is counted as a failure when it begins and taken back when it succeeds. Counting only after the
+/// password check (hundreds of milliseconds) would let any number of guesses sent at once pass the limit.
+/// </remarks>
 public sealed class LoginThrottle(TimeProvider time)
 {
     public const int MaxFailures = 5;
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(5);
 
-    private readonly ConcurrentDictionary<string, Queue<DateTimeOffset>> _failures = new();
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, List<DateTimeOffset>> _failures = [];
 
-    /// <summary>Null when allowed; otherwise how long to wait.</summary>
-    public TimeSpan? RetryAfter(string account, string source)
+    /// <summary>
+    /// Null when the attempt may go on (it now counts as a failure until <see cref="Succeeded"/>); otherwise how long
+    /// to wait. <paramref name="attempt"/> names the attempt for <see cref="Succeeded"/>.
+    /// </summary>
+    public TimeSpan? TryBegin(string account, string source, out DateTimeOffset attempt)
     {
-        var now = time.GetUtcNow();
-        TimeSpan? wait = null;
-        foreach (var key in Keys(account, source))
+        var now = attempt = time.GetUtcNow();
+        var keys = Keys(account, source);
+        lock (_gate)
         {
-            if (!_failures.TryGetValue(key, out var q)) continue;
-            lock (q)
+            TimeSpan? wait = null;
+            foreach (var key in keys)
             {
-                while (q.Count > 0 && now - q.Peek() > Window) q.Dequeue();
-                if (q.Count >= MaxFailures)
+                if (!_failures.TryGetValue(key, out var list)) continue;
+                list.RemoveAll(t => now - t > Window);
+                if (list.Count == 0) _failures.Remove(key);
+                else if (list.Count >= MaxFailures)
                 {
-                    var w = q.Peek() + Window - now;
+                    var w = list[0] + Window - now;
                     wait = wait is null || w > wait ? w : wait;
                 }
             }
+            if (wait is not null) return wait;
+            foreach (var key in keys)
+            {
+                if (!_failures.TryGetValue(key, out var list)) _failures[key] = list = [];
+                list.Add(now);
+            }
+            return null;
         }
-        return wait;
     }
 
-    public void Failed(string account, string source)
+    /// <summary>The attempt was right: the account starts afresh and the source is no longer charged for it.</summary>
+    public void Succeeded(string account, string source, DateTimeOffset attempt)
     {
-        var now = time.GetUtcNow();
-        foreach (var key in Keys(account, source))
+        lock (_gate)
         {
-            var q = _failures.GetOrAdd(key, _ => new Queue<DateTimeOffset>());
-            lock (q) q.Enqueue(now);
+            _failures.Remove("user:" + account);
+            if (_failures.TryGetValue("source:" + source, out var list))
+            {
+                list.Remove(attempt);
+                if (list.Count == 0) _failures.Remove("source:" + source);
+            }
         }
     }
-
-    public void Succeeded(string account) => _failures.TryRemove("user:" + account, out _);
 
     private static string[] Keys(string account, string source) => ["user:" + account, "source:" + source];
 }

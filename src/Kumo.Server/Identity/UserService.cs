@@ -21,6 +21,9 @@ public sealed partial class UserService(
     public const int MinPasswordLength = 8;
     public const int MaxPasswordLength = 1024;
 
+    /// <summary>A hash no password matches, verified for accounts that have none (see <see cref="LoginAsync"/>).</summary>
+    private static readonly Lazy<string> UnmatchableHash = new(() => PasswordHasher.Hash(PasswordHasher.Generate()));
+
     private readonly ConcurrentDictionary<string, IReadOnlySet<string>> _membership = new();
 
     /// <summary>Drops cached memberships and token decisions (any identity change).</summary>
@@ -66,12 +69,14 @@ public sealed partial class UserService(
         var password = body?.Password ?? "";
         if (Names.Validate(name, "username") is { } nameError) throw ProblemException.Validation("username", nameError);
         if (password.Length is 0 or > MaxPasswordLength) throw ProblemException.Validation("password", "password must not be empty");
-        if (throttle.RetryAfter(name, source) is { } wait)
+        if (throttle.TryBegin(name, source, out var attempt) is { } wait)
             throw new ProblemException(429, ProblemTypes.TooManyAttempts, "Too many failed logins",
                 $"too many failed logins for this account or address; try again in {Math.Ceiling(wait.TotalSeconds)} s");
 
         var user = await db.ReadAsync(c => c.QuerySingleOrDefault<UserRow>("SELECT * FROM users WHERE name = @name", new { name }), ct);
-        var ok = user is { Source: "local" } && PasswordHasher.Verify(password, user.PasswordHash);
+        var local = user is { Source: "local", PasswordHash: not null };
+        // Accounts without a local password pay for one hash too, so the time to answer does not tell which exist.
+        var ok = PasswordHasher.Verify(password, local ? user!.PasswordHash : UnmatchableHash.Value) && local;
         if (!ok && external is not null && (user is null || user.Source == "ldap"))
         {
             var found = await external(name, password, ct);
@@ -83,11 +88,11 @@ public sealed partial class UserService(
         }
         if (!ok || user is null || user.Disabled != 0)
         {
-            throttle.Failed(name, source);
-            // One message for every case, so the answer does not tell which accounts exist.
+            // One message for every case, so the answer does not tell which accounts exist. The attempt already
+            // counts as a failure (TryBegin); only a success takes it back.
             throw new ProblemException(401, ProblemTypes.Unauthorized, "Login failed", "wrong username or password, or the account is disabled");
         }
-        throttle.Succeeded(name);
+        throttle.Succeeded(name, source, attempt);
         var (secret, row) = await db.WriteAsync(ctx => tokens.Issue(ctx, user.Id, "session", "login", TokenService.SessionLifetime), ct);
         return new LoginResponse { Token = secret, ExpiresAt = Json.Time(row.ExpiresAt!), User = await ToApiAsync(user, ct) };
     }

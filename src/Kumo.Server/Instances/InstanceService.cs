@@ -159,14 +159,31 @@ public sealed class InstanceService(
     /// <summary>Force-deletes every instance a user owns and waits until they are gone (user deletion).</summary>
     public async Task DeleteAllOwnedAsync(Caller caller, string ownerId, CancellationToken ct)
     {
-        var owned = await db.ReadAsync(c => c.Query<(string Project, string Name)>("SELECT project, name FROM instances WHERE owner_id = @ownerId", new { ownerId }).ToList(), ct);
-        foreach (var (project, name) in owned) await DeleteAsync(caller, project, name, force: true, ct);
+        Task<List<(string Project, string Name, string? NodeId)>> OwnedAsync() => db.ReadAsync(c => c.Query<(string Project, string Name, string? NodeId)>(
+            "SELECT project, name, node_id FROM instances WHERE owner_id = @ownerId", new { ownerId }).ToList(), ct);
+        var owned = await OwnedAsync();
+        foreach (var (project, name, _) in owned) await ForceDeleteAsync(project, name);
         var deadline = time.GetUtcNow() + TimeSpan.FromMinutes(2);
-        while (await db.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @ownerId", new { ownerId }), ct) > 0)
+        while ((owned = await OwnedAsync()).Count > 0)
         {
             if (time.GetUtcNow() > deadline)
                 throw ProblemException.InvalidState("the user's instances are still being deleted; try again shortly");
             await Task.Delay(200, ct);
+            // A node that went down while we waited will never confirm; a forced delete removes its instances at once.
+            foreach (var (project, name, nodeId) in owned.Where(o => o.NodeId is not null && scheduler.NodeState(o.NodeId) == NodeStates.Down))
+                await ForceDeleteAsync(project, name);
+        }
+
+        async Task ForceDeleteAsync(string project, string name)
+        {
+            try
+            {
+                await DeleteAsync(caller, project, name, force: true, ct);
+            }
+            catch (ProblemException e) when (e.Status == 404)
+            {
+                // Gone since we listed it: that is what we wanted.
+            }
         }
     }
 

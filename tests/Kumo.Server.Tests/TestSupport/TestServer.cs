@@ -26,7 +26,7 @@ public sealed class TestServer : IAsyncDisposable
     private bool _handedOver;
 
     /// <summary>How a test server is built; kept for restarts on the same state dir.</summary>
-    private sealed record Settings(TlsOptions? Tls, TimeProvider? Time, Kumo.Server.Identity.Ldap.LdapOptions? Ldap, Action<WebApplication>? Map);
+    private sealed record Settings(TlsOptions? Tls, TimeProvider? Time, Kumo.Server.Identity.Ldap.LdapOptions? Ldap, Action<WebApplication>? Map, Action<WebApplicationBuilder>? Configure = null);
 
     private TestServer(TempDirectory dir, WebApplication app, Settings settings)
     {
@@ -71,6 +71,16 @@ public sealed class TestServer : IAsyncDisposable
     public static Task<TestServer> StartAsync(TlsOptions? tls = null, TimeProvider? time = null, Kumo.Server.Identity.Ldap.LdapOptions? ldap = null) =>
         StartAsync(new TempDirectory(), new Settings(tls, time, ldap, null));
 
+    /// <param name="configure">Runs after the default logging providers are removed, e.g. to capture logs.</param>
+    public static Task<TestServer> StartAsync(Action<WebApplicationBuilder> configure) =>
+        StartAsync(new TempDirectory(), new Settings(null, null, null, null, configure));
+
+    /// <summary>The REST endpoint.</summary>
+    public Uri ApiAddress => Api;
+
+    /// <summary>The agent gRPC endpoint (HTTP/2, TLS).</summary>
+    public Uri AgentAddress => Agent;
+
     /// <param name="map">Extra endpoints mapped after kumod's own (tests of the pipeline itself).</param>
     public static Task<TestServer> StartAsync(Action<WebApplication> map) => StartAsync(new TempDirectory(), new Settings(null, null, null, map));
 
@@ -88,11 +98,13 @@ public sealed class TestServer : IAsyncDisposable
             b.Logging.ClearProviders();
             if (settings.Time is not null)
                 b.Services.AddSingleton(settings.Time);
+            settings.Configure?.Invoke(b);
         });
         settings.Map?.Invoke(app);
         await app.StartAsync();
         var server = new TestServer(dir, app, settings);
-        server.AdminToken = await server.LoginAsync("admin", File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1]);
+        server.AdminPassword = File.ReadAllLines(KumoServer.InitialAdminFile(dir.Path))[1];
+        server.AdminToken = await server.LoginAsync("admin", server.AdminPassword);
         server.Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.AdminToken);
         return server;
     }
@@ -110,6 +122,17 @@ public sealed class TestServer : IAsyncDisposable
         return await StartAsync(_dir, _settings);
     }
 
+    /// <summary>The bootstrap admin's generated password, as `./kumo up` shows it.</summary>
+    public string AdminPassword { get; private set; } = "";
+
+    /// <summary>Creates a local user as the admin, logs them in and returns their session token.</summary>
+    public async Task<string> AddUserAsync(string name, string password, string role = "user")
+    {
+        using var r = await Client.PostAsync("/api/v1/users", JsonContent.Create(new UsersPost { Name = name, Password = password, Role = role }, options: Problems.Json));
+        Assert.True(r.StatusCode == HttpStatusCode.Created, $"creating user {name}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
+        return await LoginAsync(name, password);
+    }
+
     /// <summary>Logs in and returns the bearer token.</summary>
     public async Task<string> LoginAsync(string user, string password)
     {
@@ -119,10 +142,56 @@ public sealed class TestServer : IAsyncDisposable
         return (await r.Content.ReadFromJsonAsync<LoginResponse>(Problems.Json))!.Token;
     }
 
+    /// <summary>Creates a shared project as the admin and adds <paramref name="members"/>.</summary>
+    public async Task AddProjectAsync(string name, params string[] members)
+    {
+        using (var created = await Client.PostAsync("/api/v1/projects", JsonContent.Create(new ProjectsPost { Name = name }, options: Problems.Json)))
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        foreach (var m in members)
+        {
+            using var added = await Client.PostAsync($"/api/v1/projects/{name}/members", JsonContent.Create(new MemberPost { User = m }, options: Problems.Json));
+            Assert.Equal(HttpStatusCode.OK, added.StatusCode);
+        }
+    }
+
+    /// <summary>Sets a user's or project's quota as the admin.</summary>
+    public async Task SetQuotaAsync(string scope, string name, QuotaPut put)
+    {
+        using var r = await Client.PutAsync($"/api/v1/quotas/{scope}/{name}", JsonContent.Create(put, options: Problems.Json));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+    }
+
     /// <summary>A client acting as <paramref name="token"/>'s user (anonymous when null).</summary>
     public HttpClient ClientFor(string? token)
     {
         var c = new HttpClient(Trusting(Ca)) { BaseAddress = Api, Timeout = TimeSpan.FromSeconds(30) };
+        if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return c;
+    }
+
+    /// <summary>
+    /// A client whose connections come from <paramref name="source"/> (any 127.x address), so per-address logic such
+    /// as the login throttle sees distinct callers.
+    /// </summary>
+    public HttpClient ClientFrom(IPAddress source, string? token = null)
+    {
+        var handler = Trusting(Ca);
+        handler.ConnectCallback = async (context, ct) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                try
+                {
+                    socket.Bind(new IPEndPoint(source, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, ct);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        var c = new HttpClient(handler) { BaseAddress = Client.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
         return c;
     }

@@ -1,0 +1,398 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Google.Protobuf;
+using Kumo.Core;
+using Kumo.Protocol;
+using Kumo.Server.Api;
+using Kumo.Server.Tests.TestSupport;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Kumo.Server.Tests.Api;
+
+/// <summary>What a caller gets from an endpoint, as far as authorization is concerned.</summary>
+public enum Outcome
+{
+    /// <summary>Past the policy: anything but 401/403. A 400/404/409/412 from the handler still counts (the policy let it through).</summary>
+    Allowed,
+
+    /// <summary>401: log in first.</summary>
+    Unauthenticated,
+
+    /// <summary>403: logged in, but this role may not.</summary>
+    Forbidden,
+
+    /// <summary>404 from the handler: someone else's resource, whose existence is not the caller's to learn (not 403).</summary>
+    Hidden,
+}
+
+/// <summary>
+/// Every endpoint × {anonymous, alice, bob, admin} against a table written by hand. The table is a person's statement
+/// of who may call what and is never derived from <see cref="Identity.Policy.Table"/>, so a wrong policy line fails here.
+/// A new endpoint (in the OpenAPI document or any other route) fails the build until someone writes its row.
+/// </summary>
+/// <remarks>
+/// Path parameters are filled with real resources: alice's instance 'web' in her personal project (asked for with
+/// ?project=alice, so bob's attempts name her project), her create operation, a token of hers, node 'node-a', and
+/// throwaway targets for calls that destroy things. Bob is the "other user": on alice's things he must get 404.
+/// </remarks>
+public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World world) : IClassFixture<AuthorizationMatrixTests.World>
+{
+    private const Outcome Ok = Outcome.Allowed;
+    private const Outcome Login = Outcome.Unauthenticated;
+    private const Outcome Deny = Outcome.Forbidden;
+    private const Outcome Hide = Outcome.Hidden;
+
+    private sealed record Row(Outcome Anonymous, Outcome Alice, Outcome Bob, Outcome Admin);
+
+    /// <summary>The REST endpoint, keyed by "METHOD /route-template" (trailing slash and route constraints dropped).</summary>
+    private static readonly Dictionary<string, Row> Expected = new()
+    {
+        // new(anonymous, alice, bob: another user, admin). Login = 401, Deny = 403, Hide = 404 from the handler, Ok = past the policy.
+        ["GET /api/v1"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/nodes"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/nodes/{name}"] = new(Login, Ok, Ok, Ok),
+        ["DELETE /api/v1/nodes/{name}"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/nodes/{name}/drain"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/nodes/{name}/undrain"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/images"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/images/{name}"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/instances"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}"] = new(Login, Ok, Hide, Ok),
+        ["PUT /api/v1/instances/{name}"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/instances/{name}"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/start"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/stop"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/restart"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/destroy"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/auth/login"] = new(Ok, Ok, Ok, Ok),
+        ["POST /api/v1/auth/logout"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/auth/whoami"] = new(Login, Ok, Ok, Ok),
+        ["POST /api/v1/auth/password"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/tokens"] = new(Login, Ok, Ok, Ok),
+        ["POST /api/v1/tokens"] = new(Login, Ok, Ok, Ok),
+        ["DELETE /api/v1/tokens/{id}"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/users"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/users"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/users/{name}"] = new(Login, Deny, Deny, Ok),
+        ["DELETE /api/v1/users/{name}"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/users/{name}/disable"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/users/{name}/enable"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/projects"] = new(Login, Ok, Ok, Ok),
+        ["POST /api/v1/projects"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/projects/{name}/members"] = new(Login, Deny, Deny, Ok),
+        ["DELETE /api/v1/projects/{name}/members/{user}"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/quotas/{scope}/{name}"] = new(Login, Ok, Hide, Ok),
+        ["PUT /api/v1/quotas/{scope}/{name}"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/operations/{id}"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/operations/{id}/events"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/admin/backup"] = new(Login, Deny, Deny, Ok),
+        ["POST /api/v1/admin/restore"] = new(Login, Deny, Deny, Ok),
+
+        // Not in the OpenAPI document.
+        ["GET /openapi/{documentName}.json"] = new(Login, Ok, Ok, Ok),
+        // The agent protocol sent to the REST endpoint: people are not agents, whatever their role.
+        ["POST /kumo.agent.v1.AgentControl/Register"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Deny, Deny, Deny),
+        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
+        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
+    };
+
+    /// <summary>
+    /// The agent endpoint. Until agents hold certificates (mTLS, issue 4 part 7) reaching this port is the credential:
+    /// every caller is an agent whatever token it sends, and the port listens on loopback by default.
+    /// </summary>
+    private static readonly Dictionary<string, Row> ExpectedOnAgentEndpoint = new()
+    {
+        ["POST /kumo.agent.v1.AgentControl/Register"] = new(Ok, Ok, Ok, Ok),
+        ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Ok, Ok, Ok, Ok),
+        ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Ok, Ok, Ok, Ok),
+        ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Ok, Ok, Ok, Ok),
+        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok),
+        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok),
+    };
+
+    public static TheoryData<string> Endpoints => new(Expected.Keys);
+    public static TheoryData<string> AgentEndpoints => new(ExpectedOnAgentEndpoint.Keys);
+
+    [Fact]
+    public async Task EveryOpenApiOperation_HasAHandWrittenRow()
+    {
+        var missing = (await world.OpenApiOperationsAsync()).Except(Expected.Keys).Order().ToList();
+
+        Assert.True(missing.Count == 0, "write the expected outcome of each new endpoint into Expected: " + string.Join(", ", missing));
+    }
+
+    [Fact]
+    public void EveryRouteEndpoint_HasAHandWrittenRow()
+    {
+        // Catches surfaces the OpenAPI document does not list (gRPC, /metrics, WebSockets).
+        var missing = world.RouteEndpoints().Except(Expected.Keys).Order().ToList();
+
+        Assert.True(missing.Count == 0, "write the expected outcome of each new endpoint into Expected: " + string.Join(", ", missing));
+    }
+
+    [Fact]
+    public async Task EveryHandWrittenRow_NamesAnEndpointThatExists()
+    {
+        var exists = (await world.OpenApiOperationsAsync()).Concat(world.RouteEndpoints()).ToHashSet();
+
+        var stale = Expected.Keys.Concat(ExpectedOnAgentEndpoint.Keys).Where(k => !exists.Contains(k)).Distinct().Order().ToList();
+
+        Assert.True(stale.Count == 0, "these rows name endpoints that no longer exist: " + string.Join(", ", stale));
+    }
+
+    [Theory]
+    [MemberData(nameof(Endpoints))]
+    public async Task RestEndpoint_AnswersEachCallerAsTheTableSays(string endpoint)
+    {
+        var row = Expected[endpoint];
+        var failures = new List<string>();
+        foreach (var (who, expected) in new[] { (Who.Anonymous, row.Anonymous), (Who.Alice, row.Alice), (Who.Bob, row.Bob), (Who.Admin, row.Admin) })
+        {
+            var (actual, answer) = await world.CallAsync(endpoint, who, agentEndpoint: false);
+            if (!Matches(expected, actual)) failures.Add($"{who}: expected {expected}, got {answer}");
+        }
+
+        Assert.True(failures.Count == 0, $"{endpoint}:\n  " + string.Join("\n  ", failures));
+    }
+
+    [Theory]
+    [MemberData(nameof(AgentEndpoints))]
+    public async Task AgentEndpoint_AnswersEachCallerAsTheTableSays(string endpoint)
+    {
+        var row = ExpectedOnAgentEndpoint[endpoint];
+        var failures = new List<string>();
+        foreach (var (who, expected) in new[] { (Who.Anonymous, row.Anonymous), (Who.Alice, row.Alice), (Who.Bob, row.Bob), (Who.Admin, row.Admin) })
+        {
+            var (actual, answer) = await world.CallAsync(endpoint, who, agentEndpoint: true);
+            if (!Matches(expected, actual)) failures.Add($"{who}: expected {expected}, got {answer}");
+        }
+
+        Assert.True(failures.Count == 0, $"{endpoint} on the agent endpoint:\n  " + string.Join("\n  ", failures));
+    }
+
+    [Fact]
+    public async Task RestCalls_OnTheAgentEndpoint_Return401EvenWithTheAdminToken()
+    {
+        // A token sent to the agent port is ignored: the caller is an agent, and agents are not people.
+        var failures = new List<string>();
+        foreach (var endpoint in Expected.Keys.Where(k => k.Contains("/api/v1", StringComparison.Ordinal) || k.Contains("/openapi/", StringComparison.Ordinal)))
+        {
+            var expected = Expected[endpoint].Anonymous == Ok ? Ok : Login;
+            var (actual, answer) = await world.CallAsync(endpoint, Who.Admin, agentEndpoint: true);
+            if (!Matches(expected, actual)) failures.Add($"{endpoint}: expected {expected}, got {answer}");
+        }
+
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    /// <summary>Allowed accepts a 404 from the handler; Hidden insists on it.</summary>
+    private static bool Matches(Outcome expected, Outcome? actual) =>
+        actual == expected || (expected == Outcome.Allowed && actual == Outcome.Hidden);
+
+    public enum Who
+    {
+        Anonymous,
+        Alice,
+        Bob,
+        Admin,
+    }
+
+    /// <summary>One kumod with alice, bob, their resources and throwaway targets, shared by every row.</summary>
+    public sealed class World : IAsyncLifetime
+    {
+        private static readonly HashSet<string> HttpMethods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+        private readonly Dictionary<Who, string> _tokens = [];
+        private readonly Dictionary<Who, string> _passwords = [];
+        private TestServer _server = null!;
+        private string _operationId = "";
+
+        public async Task InitializeAsync()
+        {
+            _server = await TestServer.StartAsync();
+            _passwords[Who.Alice] = "alice-password";
+            _passwords[Who.Bob] = "bob-password";
+            _passwords[Who.Admin] = _server.AdminPassword;
+            _tokens[Who.Alice] = await _server.AddUserAsync("alice", _passwords[Who.Alice]);
+            _tokens[Who.Bob] = await _server.AddUserAsync("bob", _passwords[Who.Bob]);
+            _tokens[Who.Admin] = _server.AdminToken;
+            // Targets for calls that change or destroy things, so no row depends on another row having run.
+            await _server.AddUserAsync("dave", "dave-password");
+            await _server.AddUserAsync("erin", "erin-password");
+            await PostAsync(_server.Client, "/api/v1/projects", new ProjectsPost { Name = "lab" });
+            await _server.AddNodeAsync("node-a");
+            await _server.AddNodeAsync("node-spare");
+
+            using var alice = _server.ClientFor(_tokens[Who.Alice]);
+            using var created = await PostAsync(alice, "/api/v1/instances", new InstancesPost { Name = "web", Stopped = true });
+            Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
+            _operationId = (await created.Content.ReadFromJsonAsync<Operation>(Problems.Json))!.Id;
+        }
+
+        public async Task DisposeAsync() => await _server.DisposeAsync();
+
+        public async Task<HashSet<string>> OpenApiOperationsAsync()
+        {
+            using var doc = JsonDocument.Parse(await _server.Client.GetStringAsync("/openapi/v1.json"));
+            var result = new HashSet<string>();
+            foreach (var path in doc.RootElement.GetProperty("paths").EnumerateObject())
+            {
+                foreach (var op in path.Value.EnumerateObject())
+                {
+                    var method = op.Name.ToUpperInvariant();
+                    if (HttpMethods.Contains(method)) result.Add($"{method} {Normalize(path.Name)}");
+                }
+            }
+            return result;
+        }
+
+        public HashSet<string> RouteEndpoints()
+        {
+            var result = new HashSet<string>();
+            foreach (var e in _server.App.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
+            {
+                var methods = e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? [];
+                foreach (var method in methods.Count == 0 ? ["ANY"] : methods)
+                    result.Add($"{method} {Normalize(e.RoutePattern.RawText ?? "")}");
+            }
+            return result;
+        }
+
+        /// <summary>Leading slash, no trailing slash, no route constraints: "/api/v1/nodes/" and "/api/v1/nodes" are one route.</summary>
+        private static string Normalize(string template)
+        {
+            var t = Regex.Replace(template, @"\{([^}:]+):[^}]*\}", "{$1}");
+            t = "/" + t.Trim('/');
+            return t;
+        }
+
+        /// <summary>Makes the call as <paramref name="who"/> and classifies the answer.</summary>
+        public async Task<(Outcome? Outcome, string Answer)> CallAsync(string endpoint, Who who, bool agentEndpoint)
+        {
+            using var client = agentEndpoint ? AgentPortClient(who) : _server.ClientFor(who == Who.Anonymous ? null : _tokens[who]);
+            using var request = await RequestAsync(endpoint, who, client);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            // Headers only: the event stream of a running operation never ends by itself.
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var status = (int)response.StatusCode;
+            var body = status >= 400 ? await response.Content.ReadAsStringAsync(cts.Token) : "";
+            var answer = $"{status} {body}".Trim();
+            Outcome? outcome = status switch
+            {
+                401 => Outcome.Unauthenticated,
+                403 => Outcome.Forbidden,
+                // The router's own 404 means the table names a route that does not exist: never an expected outcome.
+                404 when body.Contains("no API route matches", StringComparison.Ordinal) => null,
+                404 => Outcome.Hidden,
+                _ => Outcome.Allowed,
+            };
+            return (outcome, answer);
+        }
+
+        private HttpClient AgentPortClient(Who who)
+        {
+            var c = new HttpClient
+            {
+                BaseAddress = _server.AgentAddress,
+                DefaultRequestVersion = HttpVersion.Version20,
+                DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                Timeout = TimeSpan.FromSeconds(30),
+            };
+            if (who != Who.Anonymous) c.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _tokens[who]);
+            return c;
+        }
+
+        private async Task<HttpRequestMessage> RequestAsync(string endpoint, Who who, HttpClient client)
+        {
+            var space = endpoint.IndexOf(' ', StringComparison.Ordinal);
+            var method = endpoint[..space];
+            var template = endpoint[(space + 1)..];
+            var request = new HttpRequestMessage(new HttpMethod(method == "ANY" ? "POST" : method), await PathAsync(method, template));
+            request.Version = client.DefaultRequestVersion;
+            request.VersionPolicy = client.DefaultVersionPolicy;
+            request.Content = Body(endpoint, who);
+            if (endpoint == "PUT /api/v1/instances/{name}") request.Headers.IfMatch.ParseAdd("\"999\"");
+            // A logout ends the token it is sent with: send one minted for this call.
+            if (endpoint == "POST /api/v1/auth/logout" && who != Who.Anonymous)
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await MintTokenAsync(who)).Secret);
+            return request;
+        }
+
+        private async Task<string> PathAsync(string method, string template)
+        {
+            var path = template;
+            if (template.StartsWith("/api/v1/nodes/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "node-spare" : "node-a");
+            if (template.StartsWith("/api/v1/images/", StringComparison.Ordinal)) path = path.Replace("{name}", "tiny");
+            if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal)) path = path.Replace("{name}", "web") + "?project=alice";
+            if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
+            if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
+            if (template.StartsWith("/api/v1/quotas/", StringComparison.Ordinal)) path = path.Replace("{scope}", "user").Replace("{name}", "alice");
+            if (template.StartsWith("/api/v1/operations/", StringComparison.Ordinal)) path = path.Replace("{id}", _operationId);
+            // Revoking consumes the token: each call gets a fresh one of alice's.
+            if (template == "/api/v1/tokens/{id}") path = path.Replace("{id}", (await MintTokenAsync(Who.Alice)).Id);
+            path = path.Replace("{documentName}", "v1")
+                .Replace("{unimplementedService}", "kumo.agent.v1.NoSuchService")
+                .Replace("{unimplementedMethod}", "NoSuchMethod");
+            Assert.DoesNotContain("{", path);
+            return path;
+        }
+
+        private HttpContent? Body(string endpoint, Who who) => endpoint switch
+        {
+            // Bodies that pass the policy and then fail validation, so nothing is created, changed or throttled.
+            "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" => Json(new { }),
+            // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
+            "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),
+            "POST /api/v1/tokens" => Json(new TokensPost { Name = "matrix" }),
+            "POST /api/v1/projects/{name}/members" => Json(new MemberPost { User = "dave" }),
+            "PUT /api/v1/quotas/{scope}/{name}" => Json(new { }),
+            "PUT /api/v1/instances/{name}" => Json(new InstancePut { Description = "matrix" }),
+            "POST /api/v1/admin/restore" => Bytes("not a database"u8.ToArray(), "application/octet-stream"),
+            "POST /kumo.agent.v1.AgentControl/Register" => Grpc(new RegisterRequest { NodeName = "matrix-agent", Cpus = 1, MemoryBytes = ByteSize.GiB }),
+            "POST /kumo.agent.v1.AgentControl/Heartbeat" => Grpc(new HeartbeatRequest { NodeId = "no-such-node" }),
+            "POST /kumo.agent.v1.AgentControl/WatchDesired" => Grpc(new WatchRequest { NodeId = "no-such-node" }),
+            "POST /kumo.agent.v1.AgentControl/ReportStatus" => Grpc(new StatusReport { NodeId = "no-such-node" }),
+            // The catch-all gRPC routes only match requests that look like gRPC.
+            _ when endpoint.StartsWith("ANY ", StringComparison.Ordinal) => Grpc(new HeartbeatRequest()),
+            _ => null,
+        };
+
+        private async Task<ApiToken> MintTokenAsync(Who who)
+        {
+            using var c = _server.ClientFor(_tokens[who]);
+            using var r = await PostAsync(c, "/api/v1/tokens", new TokensPost { Name = "matrix-throwaway" });
+            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+            return (await r.Content.ReadFromJsonAsync<ApiToken>(Problems.Json))!;
+        }
+
+        private static Task<HttpResponseMessage> PostAsync<T>(HttpClient c, string path, T body) => c.PostAsync(path, Json(body));
+
+        private static JsonContent Json<T>(T body) => JsonContent.Create(body, options: Problems.Json);
+
+        private static ByteArrayContent Bytes(byte[] bytes, string contentType)
+        {
+            var content = new ByteArrayContent(bytes);
+            content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+            return content;
+        }
+
+        /// <summary>One length-prefixed gRPC message (no compression).</summary>
+        private static ByteArrayContent Grpc(IMessage message)
+        {
+            var payload = message.ToByteArray();
+            var frame = new byte[5 + payload.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), (uint)payload.Length);
+            payload.CopyTo(frame, 5);
+            return Bytes(frame, "application/grpc");
+        }
+    }
+}

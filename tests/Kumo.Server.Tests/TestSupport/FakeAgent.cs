@@ -1,0 +1,92 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Kumo.Core;
+using Kumo.Protocol;
+
+namespace Kumo.Server.Tests.TestSupport;
+
+/// <summary>
+/// A node agent that speaks the real protocol to kumod's agent endpoint but runs no guests: every desired state is
+/// reached at once (running, stopped, gone after a delete), and heartbeats keep the node up.
+/// </summary>
+public sealed class FakeAgent : IAsyncDisposable
+{
+    private readonly GrpcChannel _channel;
+    private readonly AgentControl.AgentControlClient _client;
+    private readonly CancellationTokenSource _stop = new();
+    private Task _loops = Task.CompletedTask;
+
+    private FakeAgent(Uri agentEndpoint)
+    {
+        _channel = GrpcChannel.ForAddress(agentEndpoint);
+        _client = new AgentControl.AgentControlClient(_channel);
+    }
+
+    public string NodeId { get; private set; } = "";
+
+    public static async Task<FakeAgent> StartAsync(Uri agentEndpoint, string nodeName, int cpus = 8, long memoryBytes = 16 * ByteSize.GiB)
+    {
+        var agent = new FakeAgent(agentEndpoint);
+        var reply = await agent._client.RegisterAsync(new RegisterRequest
+        {
+            NodeName = nodeName,
+            Cpus = cpus,
+            MemoryBytes = memoryBytes,
+            Accelerator = "kvm",
+            AgentVersion = "fake",
+            Simulated = true,
+        });
+        agent.NodeId = reply.NodeId;
+        var interval = TimeSpan.FromMilliseconds(reply.HeartbeatIntervalMs);
+        agent._loops = Task.WhenAll(agent.HeartbeatAsync(interval, agent._stop.Token), agent.ReconcileAsync(agent._stop.Token));
+        return agent;
+    }
+
+    private async Task HeartbeatAsync(TimeSpan interval, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct))
+                await _client.HeartbeatAsync(new HeartbeatRequest { NodeId = NodeId }, cancellationToken: ct);
+        }
+        catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException)
+        {
+        }
+    }
+
+    private async Task ReconcileAsync(CancellationToken ct)
+    {
+        try
+        {
+            using var watch = _client.WatchDesired(new WatchRequest { NodeId = NodeId }, cancellationToken: ct);
+            await foreach (var desired in watch.ResponseStream.ReadAllAsync(ct))
+            {
+                var report = new StatusReport { NodeId = NodeId, Full = true };
+                foreach (var i in desired.Instances)
+                {
+                    report.Instances.Add(i.Power == PowerStates.Deleted
+                        ? new InstanceStatus { Id = i.Id, State = InstanceStates.Stopped, Gone = true }
+                        : new InstanceStatus
+                        {
+                            Id = i.Id,
+                            State = i.Power == PowerStates.Running ? InstanceStates.Running : InstanceStates.Stopped,
+                            BootGeneration = i.BootGeneration,
+                        });
+                }
+                await _client.ReportStatusAsync(report, cancellationToken: ct);
+            }
+        }
+        catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _loops;
+        _channel.Dispose();
+        _stop.Dispose();
+    }
+}
