@@ -1,7 +1,10 @@
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Kumo.Protocol;
+using Kumo.Server.Security;
 using Kumo.Server.Tests.TestSupport;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Kumo.Server.Tests.Audit;
 
@@ -9,17 +12,23 @@ namespace Kumo.Server.Tests.Audit;
 public sealed class AuditAgentCallTests : IAsyncLifetime
 {
     private TestServer _server = null!;
+    private X509Certificate2 _certificate = null!;
     private GrpcChannel _channel = null!;
+    private int _baseline;
 
     public async Task InitializeAsync()
     {
         _server = await TestServer.StartAsync();
-        _channel = GrpcChannel.ForAddress(_server.Agent);
+        // The node's client certificate, issued directly (as for the all-in-one agent): no REST call, no audit entry.
+        _certificate = await _server.App.Services.GetRequiredService<NodeCertificates>().IssueLocalAsync("node-a", CancellationToken.None);
+        _channel = GrpcChannel.ForAddress(_server.Agent, new GrpcChannelOptions { HttpHandler = TestServer.Trusting(_server.Ca, _certificate), DisposeHttpClient = true });
+        _baseline = (await _server.RowsAsync()).Count;
     }
 
     public async Task DisposeAsync()
     {
         _channel.Dispose();
+        _certificate.Dispose();
         await _server.DisposeAsync();
     }
 
@@ -39,7 +48,7 @@ public sealed class AuditAgentCallTests : IAsyncLifetime
 
         Assert.False(string.IsNullOrEmpty(registered.NodeId));
         Assert.True(beat.Known);
-        var rows = await _server.RowsAsync();
+        var rows = (await _server.RowsAsync()).Skip(_baseline).ToList();
         Assert.Equal(
             [
                 ("agent.Register", "/kumo.agent.v1.AgentControl/Register", "allowed", 200L),
@@ -47,6 +56,7 @@ public sealed class AuditAgentCallTests : IAsyncLifetime
                 ("agent.WatchDesired", "/kumo.agent.v1.AgentControl/WatchDesired", "stream-started", 200L),
             ],
             rows.Select(r => (r.Action, r.Target, r.Outcome, r.Status)));
+        Assert.All(rows, r => Assert.Equal("agent", r.UserName));
     }
 
     [Fact]
@@ -59,7 +69,7 @@ public sealed class AuditAgentCallTests : IAsyncLifetime
 
         var e = await Assert.ThrowsAsync<RpcException>(() => invoker.AsyncUnaryCall(method, null, new CallOptions(), new RegisterRequest()).ResponseAsync);
 
-        var row = Assert.Single(await _server.RowsAsync());
+        var row = Assert.Single((await _server.RowsAsync()).Skip(_baseline));
         Assert.Equal("/kumo.agent.v1.AgentControl/Nope", row.Target);
         Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
         // grpc-dotnet's catch-all endpoint carries the service's permission but no method: the target names it.

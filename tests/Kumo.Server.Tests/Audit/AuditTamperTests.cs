@@ -15,15 +15,21 @@ namespace Kumo.Server.Tests.Audit;
 /// <summary>Changes made to the audit log behind kumod's back, and whether verify names where.</summary>
 public sealed class AuditTamperTests : IAsyncLifetime
 {
-    private const int Entries = 12;
+    private const int Calls = 12;
     private TestServer _server = null!;
+
+    /// <summary>How many entries the log holds after setup: the test server's login, then <see cref="Calls"/> calls.</summary>
+    private int Entries { get; set; }
 
     public async Task InitializeAsync()
     {
         _server = await TestServer.StartAsync();
-        for (var i = 1; i <= Entries; i++)
+        var baseline = (await _server.RowsAsync()).Count;
+        for (var i = 1; i <= Calls; i++)
             await _server.Client.GetStringAsync($"/api/v1/nodes?call={i}");
         Flush();
+        Entries = baseline + Calls;
+        Assert.Equal(Entries, (await _server.RowsAsync()).Count);
     }
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
@@ -184,12 +190,15 @@ public sealed class AuditTamperTests : IAsyncLifetime
         _server = await _server.RestartAsync();
         await _server.Client.GetStringAsync("/api/v1/nodes?after=restart");
 
+        // The restarted server logs in again: that entry links to the last one before the restart, the call to it.
         var rows = await _server.RowsAsync();
-        Assert.Equal(Entries + 1, rows.Count);
-        Assert.Equal((Entries + 1L, before.Hash), (rows[^1].Seq, rows[^1].PrevHash));
+        Assert.Equal(Entries + 2, rows.Count);
+        var login = rows[^2];
+        Assert.Equal(("auth.login", Entries + 1L, before.Hash), (login.Action, login.Seq, login.PrevHash));
+        Assert.Equal(("/api/v1/nodes?after=restart", Entries + 2L, login.Hash), (rows[^1].Target, rows[^1].Seq, rows[^1].PrevHash));
         var v = await VerifyAsync();
         Assert.True(v.Ok, v.Reason);
-        Assert.Equal(Entries + 1, v.Count);
+        Assert.Equal(Entries + 2, v.Count);
     }
 
     [Fact]
