@@ -46,26 +46,5 @@ public sealed class AgentCredentials(string stateDir)
     private static string TokenHash(string token) =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(token.Trim())));
 
-    private static void Write(string path, string content)
-    {
-        var temp = path + $".{Guid.NewGuid():N}.tmp";
-        try
-        {
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-                options.UnixCreateMode = Private;
-            using (var stream = new FileStream(temp, options))
-            using (var writer = new StreamWriter(stream))
-            {
-                writer.Write(content);
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
+    private static void Write(string path, string content) => Kumo.Core.Files.DurableFile.Write(path, content, Private);
 }

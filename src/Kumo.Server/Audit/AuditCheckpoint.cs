@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Kumo.Server.Storage;
+using Kumo.Core.Files;
 
 namespace Kumo.Server.Audit;
 

@@ -1,26 +1,40 @@
 using System.Runtime.InteropServices;
 
-namespace Kumo.Server.Storage;
+namespace Kumo.Core.Files;
 
 /// <summary>Small files replaced atomically and durably: a crash leaves either the old content or the new, never a mix.</summary>
-internal static class DurableFile
+public static class DurableFile
 {
     /// <summary>Writes a temporary file beside <paramref name="path"/>, fsyncs it, renames it over the target and fsyncs the directory.</summary>
     public static void Write(string path, ReadOnlySpan<byte> content, UnixFileMode mode)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var temp = path + ".tmp";
-        File.Delete(temp);
+        // A unique temporary name: two writers of the same file never share (or delete) each other's temp file.
+        var temp = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
             options.UnixCreateMode = mode;
-        using (var file = new FileStream(temp, options))
+        try
         {
-            file.Write(content);
-            file.Flush(flushToDisk: true);
+            using (var file = new FileStream(temp, options))
+            {
+                file.Write(content);
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
         }
-        File.Move(temp, path, overwrite: true);
+        finally
+        {
+            File.Delete(temp);
+        }
         SyncDirectory(directory);
+    }
+
+    /// <summary>The same for text (UTF-8), e.g. PEM certificates and keys.</summary>
+    public static void Write(string path, string content, UnixFileMode mode)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        Write(path, System.Text.Encoding.UTF8.GetBytes(content), mode);
     }
 
     /// <summary>Makes a rename in <paramref name="directory"/> durable (POSIX keeps directory entries in the directory's own data).</summary>
