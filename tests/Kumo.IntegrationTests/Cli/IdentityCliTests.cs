@@ -11,8 +11,8 @@ public sealed class IdentityCliTests(LocalKumo fixture) : IClassFixture<LocalKum
 {
     private const string AlicePassword = "alice in kumoland";
 
-    private Task<CliResult> Admin(params string[] args) =>
-        CliProcess.RunAsync(fixture.Env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = fixture.Env.Token }, null, args);
+    /// <summary>The admin: the environment's CLI user, who has pinned kumod's CA and uses the admin token.</summary>
+    private Task<CliResult> Admin(params string[] args) => fixture.Env.CliAsync(args);
 
     /// <summary>alice: no KUMO_TOKEN, a HOME and XDG_CONFIG_HOME of her own, so her login lands in her config file.</summary>
     private Task<CliResult> Alice(string home, string? stdin, params string[] args) =>
@@ -35,11 +35,13 @@ public sealed class IdentityCliTests(LocalKumo fixture) : IClassFixture<LocalKum
             Task<CliResult> AsAlice(string? stdin, params string[] args) => Alice(home, stdin, args);
 
             Ok(await Admin("vm", "create", "adminvm", "--memory", "128M", "--disk", "64M", "--stopped"));
-            var added = await CliProcess.RunAsync(fixture.Env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = fixture.Env.Token },
+            var added = await CliProcess.RunInAsync(fixture.Env.CliHome, fixture.Env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = fixture.Env.Token },
                 AlicePassword + "\n", "user", "add", "alice", "--password-stdin");
             Ok(added);
             Assert.Equal("user alice created (role user)\n", added.Out);
 
+            // alice pins kumod's CA in her own config first, as she would with the file from her administrator.
+            Ok(await AsAlice(null, "config", "trust", "--ca", fixture.Env.CaPath));
             var login = await AsAlice(AlicePassword + "\n", "login", "--username", "alice", "--password-stdin");
             Ok(login);
             Assert.Equal("logged in as alice (user)\n", login.Out);

@@ -23,7 +23,9 @@ public sealed class CliTrustTests(BareKumod fixture) : IClassFixture<BareKumod>,
 
     private string PinFile => Path.Combine(_home, ".config", "kumo", "servercerts", $"127.0.0.1_{Env.ApiPort}.crt");
 
-    private Task<CliResult> Kumo(params string[] args) => CliProcess.RunInAsync(_home, Env.Url, args);
+    /// <summary>The CLI in this test's own home (nothing pinned yet), logged in as the admin through KUMO_TOKEN.</summary>
+    private Task<CliResult> Kumo(params string[] args) =>
+        CliProcess.RunInAsync(_home, Env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = Env.Token }, null, args);
 
     public void Dispose() => Directory.Delete(_home, recursive: true);
 
@@ -105,7 +107,8 @@ public sealed class CliTrustTests(BareKumod fixture) : IClassFixture<BareKumod>,
         var right = await Kumo("config", "trust", "--fingerprint", string.Join(':', Enumerable.Range(0, 32).Select(i => Fingerprint.Substring(i * 2, 2))));
         Assert.True(right.ExitCode == 0, right.Err);
         Assert.Contains($"pinned CA {Fingerprint}", right.Out);
-        Assert.True((await Kumo("image", "list")).ExitCode == 0);
+        var images = await Kumo("image", "list");
+        Assert.True(images.ExitCode == 0, images.Err);
     }
 
     [Fact]

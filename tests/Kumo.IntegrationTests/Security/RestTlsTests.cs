@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -81,6 +82,7 @@ public sealed class TlsOptionsTests
         Assert.True(CaTrust.ChainsTo(server, ca, CaTrust.ServerAuth));
         // Reachable by name as well as by address.
         using var byName = new ApiClient(new Uri($"https://localhost:{env.ApiPort}"), env.CaPath);
+        byName.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", env.Token);
         Assert.Empty(await byName.NodesAsync());
     }
 
@@ -110,10 +112,11 @@ public sealed class TlsOptionsTests
         await using var env = await KumoEnvironment.StartAsync(false, "--insecure-http");
 
         using var http = new HttpClient();
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", env.Token);
         var nodes = await http.GetStringAsync($"http://127.0.0.1:{env.ApiPort}/api/v1/nodes");
         using var anonymous = new AgentCalls(env, null);
         var e = await Assert.ThrowsAsync<RpcException>(() => anonymous.RegisterAsync("plain1"));
-        var cli = await CliProcess.RunAsync(env.Url, "node", "list");
+        var cli = await CliProcess.RunAsync(env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = env.Token }, null, "node", "list");
 
         Assert.Equal("[]", nodes);
         Assert.Contains("--insecure-http", env.Server!.Log);
