@@ -2,12 +2,14 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Google.Protobuf;
 using Kumo.Core;
 using Kumo.Protocol;
 using Kumo.Server.Api;
+using Kumo.Server.Security;
 using Kumo.Server.Tests.TestSupport;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -21,10 +23,10 @@ public enum Outcome
     /// <summary>Past the policy: anything but 401/403. A 400/404/409/412 from the handler still counts (the policy let it through).</summary>
     Allowed,
 
-    /// <summary>401: log in first.</summary>
+    /// <summary>401: log in first. On the agent endpoint: gRPC UNAUTHENTICATED (no node certificate).</summary>
     Unauthenticated,
 
-    /// <summary>403: logged in, but this role may not.</summary>
+    /// <summary>403: logged in, but this role may not. On the agent endpoint: gRPC PERMISSION_DENIED.</summary>
     Forbidden,
 
     /// <summary>404 from the handler: someone else's resource, whose existence is not the caller's to learn (not 403).</summary>
@@ -49,6 +51,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     private const Outcome Hide = Outcome.Hidden;
 
     private sealed record Row(Outcome Anonymous, Outcome Alice, Outcome Bob, Outcome Admin);
+
+    /// <summary>The four callers of <see cref="Row"/> (none of them has a node certificate), and a node agent with one.</summary>
+    private sealed record AgentRow(Outcome Anonymous, Outcome Alice, Outcome Bob, Outcome Admin, Outcome Node);
 
     /// <summary>The REST endpoint, keyed by "METHOD /route-template" (trailing slash and route constraints dropped).</summary>
     private static readonly Dictionary<string, Row> Expected = new()
@@ -94,10 +99,18 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["GET /api/v1/operations/{id}/events"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/admin/backup"] = new(Login, Deny, Deny, Ok),
         ["POST /api/v1/admin/restore"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/audit"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/audit/verify"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/audit/export"] = new(Login, Deny, Deny, Ok),
+        // Public: a client fetches the CA before it trusts anything.
+        ["GET /api/v1/ca"] = new(Ok, Ok, Ok, Ok),
+        ["POST /api/v1/nodes/tokens"] = new(Login, Deny, Deny, Ok),
 
         // Not in the OpenAPI document.
         ["GET /openapi/{documentName}.json"] = new(Login, Ok, Ok, Ok),
         // The agent protocol sent to the REST endpoint: people are not agents, whatever their role.
+        ["POST /kumo.agent.v1.AgentControl/GetCa"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/Join"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/Register"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Deny, Deny, Deny),
@@ -107,17 +120,23 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     };
 
     /// <summary>
-    /// The agent endpoint. Until agents hold certificates (mTLS, issue 4 part 7) reaching this port is the credential:
-    /// every caller is an agent whatever token it sends, and the port listens on loopback by default.
+    /// The agent endpoint (TLS, optional client certificate). Tokens mean nothing here: the credential is the node's
+    /// client certificate, which every call but GetCa and Join needs. The people's columns call over TLS without one
+    /// (whatever token they send); Node calls with a certificate kumod issued, and no token.
     /// </summary>
-    private static readonly Dictionary<string, Row> ExpectedOnAgentEndpoint = new()
+    private static readonly Dictionary<string, AgentRow> ExpectedOnAgentEndpoint = new()
     {
-        ["POST /kumo.agent.v1.AgentControl/Register"] = new(Ok, Ok, Ok, Ok),
-        ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Ok, Ok, Ok, Ok),
-        ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Ok, Ok, Ok, Ok),
-        ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Ok, Ok, Ok, Ok),
-        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok),
-        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok),
+        // new(anonymous, alice, bob, admin, node). Login = UNAUTHENTICATED, Deny = PERMISSION_DENIED, Ok = past both.
+        // Before a node has a certificate: the CA, and a join spending a token (checked by the handler).
+        ["POST /kumo.agent.v1.AgentControl/GetCa"] = new(Ok, Ok, Ok, Ok, Ok),
+        ["POST /kumo.agent.v1.AgentControl/Join"] = new(Ok, Ok, Ok, Ok, Ok),
+        ["POST /kumo.agent.v1.AgentControl/Register"] = new(Login, Login, Login, Login, Ok),
+        ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Login, Login, Login, Login, Ok),
+        ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Login, Login, Login, Ok),
+        ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Login, Login, Login, Ok),
+        // No method behind them to refuse or serve: UNIMPLEMENTED for everyone.
+        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
+        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
     };
 
     public static TheoryData<string> Endpoints => new(Expected.Keys);
@@ -171,7 +190,10 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     {
         var row = ExpectedOnAgentEndpoint[endpoint];
         var failures = new List<string>();
-        foreach (var (who, expected) in new[] { (Who.Anonymous, row.Anonymous), (Who.Alice, row.Alice), (Who.Bob, row.Bob), (Who.Admin, row.Admin) })
+        foreach (var (who, expected) in new[]
+        {
+            (Who.Anonymous, row.Anonymous), (Who.Alice, row.Alice), (Who.Bob, row.Bob), (Who.Admin, row.Admin), (Who.Node, row.Node),
+        })
         {
             var (actual, answer) = await world.CallAsync(endpoint, who, agentEndpoint: true);
             if (!Matches(expected, actual)) failures.Add($"{who}: expected {expected}, got {answer}");
@@ -183,13 +205,17 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     [Fact]
     public async Task RestCalls_OnTheAgentEndpoint_Return401EvenWithTheAdminToken()
     {
-        // A token sent to the agent port is ignored: the caller is an agent, and agents are not people.
+        // A token sent to the agent port is ignored: the caller is an agent, and agents are not people. Nor is a node
+        // certificate a login.
         var failures = new List<string>();
         foreach (var endpoint in Expected.Keys.Where(k => k.Contains("/api/v1", StringComparison.Ordinal) || k.Contains("/openapi/", StringComparison.Ordinal)))
         {
             var expected = Expected[endpoint].Anonymous == Ok ? Ok : Login;
-            var (actual, answer) = await world.CallAsync(endpoint, Who.Admin, agentEndpoint: true);
-            if (!Matches(expected, actual)) failures.Add($"{endpoint}: expected {expected}, got {answer}");
+            foreach (var who in new[] { Who.Admin, Who.Node })
+            {
+                var (actual, answer) = await world.CallAsync(endpoint, who, agentEndpoint: true);
+                if (!Matches(expected, actual)) failures.Add($"{endpoint} as {who}: expected {expected}, got {answer}");
+            }
         }
 
         Assert.True(failures.Count == 0, string.Join("\n", failures));
@@ -205,6 +231,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         Alice,
         Bob,
         Admin,
+
+        /// <summary>A node agent: no token, the client certificate of node <see cref="World.NodeName"/>. Agent endpoint only.</summary>
+        Node,
     }
 
     /// <summary>One kumod with alice, bob, their resources and throwaway targets, shared by every row.</summary>
@@ -213,7 +242,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         private static readonly HashSet<string> HttpMethods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"];
         private readonly Dictionary<Who, string> _tokens = [];
         private readonly Dictionary<Who, string> _passwords = [];
+        /// <summary>The node whose certificate <see cref="Who.Node"/> presents; Register names it.</summary>
+        public const string NodeName = "matrix-agent";
+
         private TestServer _server = null!;
+        private X509Certificate2 _nodeCertificate = null!;
         private string _operationId = "";
 
         public async Task InitializeAsync()
@@ -231,6 +264,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             await PostAsync(_server.Client, "/api/v1/projects", new ProjectsPost { Name = "lab" });
             await _server.AddNodeAsync("node-a");
             await _server.AddNodeAsync("node-spare");
+            _nodeCertificate = await _server.App.Services.GetRequiredService<NodeCertificates>().IssueLocalAsync(NodeName, CancellationToken.None);
 
             using var alice = _server.ClientFor(_tokens[Who.Alice]);
             using var created = await PostAsync(alice, "/api/v1/instances", new InstancesPost { Name = "web", Stopped = true });
@@ -238,7 +272,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             _operationId = (await created.Content.ReadFromJsonAsync<Operation>(Problems.Json))!.Id;
         }
 
-        public async Task DisposeAsync() => await _server.DisposeAsync();
+        public async Task DisposeAsync()
+        {
+            _nodeCertificate?.Dispose();
+            await _server.DisposeAsync();
+        }
 
         public async Task<HashSet<string>> OpenApiOperationsAsync()
         {
@@ -278,6 +316,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         /// <summary>Makes the call as <paramref name="who"/> and classifies the answer.</summary>
         public async Task<(Outcome? Outcome, string Answer)> CallAsync(string endpoint, Who who, bool agentEndpoint)
         {
+            Assert.True(agentEndpoint || who != Who.Node, "a node certificate is only offered on the agent endpoint");
             using var client = agentEndpoint ? AgentPortClient(who) : _server.ClientFor(who == Who.Anonymous ? null : _tokens[who]);
             using var request = await RequestAsync(endpoint, who, client);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
@@ -286,6 +325,19 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             var status = (int)response.StatusCode;
             var body = status >= 400 ? await response.Content.ReadAsStringAsync(cts.Token) : "";
             var answer = $"{status} {body}".Trim();
+            // A refused gRPC call is an HTTP 200 whose status is in the headers (a trailers-only response).
+            if (status == 200 && response.Headers.TryGetValues("grpc-status", out var grpcStatus))
+            {
+                var code = grpcStatus.First();
+                var message = response.Headers.TryGetValues("grpc-message", out var m) ? Uri.UnescapeDataString(m.First()) : "";
+                answer = $"200 grpc-status {code} {message}".Trim();
+                return (code switch
+                {
+                    "16" => Outcome.Unauthenticated,
+                    "7" => Outcome.Forbidden,
+                    _ => Outcome.Allowed,
+                }, answer);
+            }
             Outcome? outcome = status switch
             {
                 401 => Outcome.Unauthenticated,
@@ -300,14 +352,14 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
 
         private HttpClient AgentPortClient(Who who)
         {
-            var c = new HttpClient
+            var c = new HttpClient(TestServer.Trusting(_server.Ca, who == Who.Node ? _nodeCertificate : null))
             {
                 BaseAddress = _server.AgentAddress,
                 DefaultRequestVersion = HttpVersion.Version20,
                 DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
                 Timeout = TimeSpan.FromSeconds(30),
             };
-            if (who != Who.Anonymous) c.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _tokens[who]);
+            if (who is not Who.Anonymous and not Who.Node) c.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _tokens[who]);
             return c;
         }
 
@@ -322,7 +374,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             request.Content = Body(endpoint, who);
             if (endpoint == "PUT /api/v1/instances/{name}") request.Headers.IfMatch.ParseAdd("\"999\"");
             // A logout ends the token it is sent with: send one minted for this call.
-            if (endpoint == "POST /api/v1/auth/logout" && who != Who.Anonymous)
+            if (endpoint == "POST /api/v1/auth/logout" && _tokens.ContainsKey(who))
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await MintTokenAsync(who)).Secret);
             return request;
         }
@@ -357,7 +409,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "PUT /api/v1/quotas/{scope}/{name}" => Json(new { }),
             "PUT /api/v1/instances/{name}" => Json(new InstancePut { Description = "matrix" }),
             "POST /api/v1/admin/restore" => Bytes("not a database"u8.ToArray(), "application/octet-stream"),
-            "POST /kumo.agent.v1.AgentControl/Register" => Grpc(new RegisterRequest { NodeName = "matrix-agent", Cpus = 1, MemoryBytes = ByteSize.GiB }),
+            "POST /api/v1/nodes/tokens" => Json(new { ttl = "not a duration" }),
+            "POST /kumo.agent.v1.AgentControl/GetCa" => Grpc(new CaRequest()),
+            // An invalid node name: refused by the handler (INVALID_ARGUMENT) before the token is looked at.
+            "POST /kumo.agent.v1.AgentControl/Join" => Grpc(new JoinRequest { Token = "not-a-token", NodeName = "Not A Name!" }),
+            "POST /kumo.agent.v1.AgentControl/Register" => Grpc(new RegisterRequest { NodeName = NodeName, Cpus = 1, MemoryBytes = ByteSize.GiB }),
             "POST /kumo.agent.v1.AgentControl/Heartbeat" => Grpc(new HeartbeatRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/WatchDesired" => Grpc(new WatchRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ReportStatus" => Grpc(new StatusReport { NodeId = "no-such-node" }),

@@ -16,7 +16,7 @@ public sealed class QuotaTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _server = await TestServer.StartAsync();
-        _agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a", cpus: 64, memoryBytes: 64 * ByteSize.GiB);
+        _agent = await FakeAgent.StartAsync(_server, "node-a", cpus: 64, memoryBytes: 64 * ByteSize.GiB);
     }
 
     public async Task DisposeAsync()

@@ -17,7 +17,7 @@ public sealed class TenancyTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _server = await TestServer.StartAsync();
-        _agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        _agent = await FakeAgent.StartAsync(_server, "node-a");
         _alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
         _bob = _server.ClientFor(await _server.AddUserAsync("bob", "bob-password"));
     }

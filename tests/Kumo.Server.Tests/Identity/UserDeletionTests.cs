@@ -35,7 +35,7 @@ public sealed class UserDeletionTests : IAsyncLifetime
     [InlineData("?resources=reassign")]
     public async Task Delete_UserWhoOwnsInstances_WithoutAValidChoice_Returns409AndKeepsEverything(string query)
     {
-        await using var agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
         await CreateAsync(_alice, "a1");
 
         using var response = await _server.Client.DeleteAsync("/api/v1/users/alice" + query);
@@ -51,7 +51,7 @@ public sealed class UserDeletionTests : IAsyncLifetime
     [Fact]
     public async Task Delete_WithReassign_GivesTheInstancesToTheTarget_PersonalOnesInTheirProject()
     {
-        await using var agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
         await _server.AddProjectAsync("lab1", "alice");
         await CreateAsync(_alice, "a1");
         await CreateAsync(_alice, "a2", project: "lab1", stopped: false);
@@ -73,7 +73,7 @@ public sealed class UserDeletionTests : IAsyncLifetime
     [Fact]
     public async Task Delete_WithReassign_WhenTheTargetHasAnInstanceOfTheSameName_Returns409AndChangesNothing()
     {
-        await using var agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
         await CreateAsync(_alice, "web");
         await CreateAsync(_bob, "web");
 
@@ -87,7 +87,7 @@ public sealed class UserDeletionTests : IAsyncLifetime
     [Fact]
     public async Task Delete_WithReassign_ToAnUnknownUser_Returns400()
     {
-        await using var agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
         await CreateAsync(_alice, "a1");
 
         using var response = await _server.Client.DeleteAsync("/api/v1/users/alice?resources=reassign&to=nobody");
@@ -99,7 +99,7 @@ public sealed class UserDeletionTests : IAsyncLifetime
     [Fact]
     public async Task Delete_WithDelete_RemovesTheInstancesOnceTheNodeConfirms()
     {
-        await using var agent = await FakeAgent.StartAsync(_server.AgentAddress, "node-a");
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
         await _server.AddProjectAsync("lab1", "alice", "bob");
         await CreateAsync(_alice, "a1", stopped: false);
         await CreateAsync(_alice, "a2", project: "lab1");

@@ -1,32 +1,40 @@
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Kumo.Core;
 using Kumo.Protocol;
+using Kumo.Server.Security;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Kumo.Server.Tests.TestSupport;
 
 /// <summary>
 /// A node agent that speaks the real protocol to kumod's agent endpoint but runs no guests: every desired state is
-/// reached at once (running, stopped, gone after a delete), and heartbeats keep the node up.
+/// reached at once (running, stopped, gone after a delete), and heartbeats keep the node up. It speaks over TLS,
+/// trusting kumod's CA, with a node certificate issued directly (as for the all-in-one agent).
 /// </summary>
 public sealed class FakeAgent : IAsyncDisposable
 {
+    private readonly X509Certificate2 _certificate;
     private readonly GrpcChannel _channel;
     private readonly AgentControl.AgentControlClient _client;
     private readonly CancellationTokenSource _stop = new();
     private Task _loops = Task.CompletedTask;
 
-    private FakeAgent(Uri agentEndpoint)
+    private FakeAgent(TestServer server, X509Certificate2 certificate)
     {
-        _channel = GrpcChannel.ForAddress(agentEndpoint);
+        _certificate = certificate;
+        _channel = GrpcChannel.ForAddress(server.AgentAddress,
+            new GrpcChannelOptions { HttpHandler = TestServer.Trusting(server.Ca, certificate), DisposeHttpClient = true });
         _client = new AgentControl.AgentControlClient(_channel);
     }
 
     public string NodeId { get; private set; } = "";
 
-    public static async Task<FakeAgent> StartAsync(Uri agentEndpoint, string nodeName, int cpus = 8, long memoryBytes = 16 * ByteSize.GiB)
+    public static async Task<FakeAgent> StartAsync(TestServer server, string nodeName, int cpus = 8, long memoryBytes = 16 * ByteSize.GiB)
     {
-        var agent = new FakeAgent(agentEndpoint);
+        var certificate = await server.App.Services.GetRequiredService<NodeCertificates>().IssueLocalAsync(nodeName, CancellationToken.None);
+        var agent = new FakeAgent(server, certificate);
         var reply = await agent._client.RegisterAsync(new RegisterRequest
         {
             NodeName = nodeName,
@@ -87,6 +95,7 @@ public sealed class FakeAgent : IAsyncDisposable
         await _stop.CancelAsync();
         await _loops;
         _channel.Dispose();
+        _certificate.Dispose();
         _stop.Dispose();
     }
 }
