@@ -30,7 +30,7 @@ internal static class ApiBench
         await Parallel.ForEachAsync(Enumerable.Range(0, Instances), new ParallelOptions { MaxDegreeOfParallelism = 64, CancellationToken = ct },
             async (i, c) => await instances.CreateAsync(server.Admin, "admin", new InstancesPost { Name = InstanceName(i) }, c));
 
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = Workers, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+        using var http = new HttpClient(KumodTls.Handler(server.StateDir, Workers))
         {
             BaseAddress = server.Api,
         };

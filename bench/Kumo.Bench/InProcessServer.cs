@@ -46,7 +46,7 @@ internal sealed class InProcessServer : IAsyncDisposable
         var server = new InProcessServer(app, stateDir, KumoServer.BoundAddresses(app).Api);
         var admin = await server.Get<UserService>().GetAsync("admin", ct);
         server.Admin = new Caller(admin.Id, admin.Name, admin.Role, "bench");
-        using var http = new HttpClient { BaseAddress = server.Api };
+        using var http = new HttpClient(KumodTls.Handler(stateDir)) { BaseAddress = server.Api };
         server.Token = await LoginAsync(http, stateDir, ct);
         return server;
     }

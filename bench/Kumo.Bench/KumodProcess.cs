@@ -22,7 +22,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         _process = process;
         StateDir = stateDir;
         _log = log;
-        Http = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromMinutes(2) };
+        Http = new HttpClient(KumodTls.Handler(stateDir)) { BaseAddress = api, Timeout = TimeSpan.FromMinutes(2) };
     }
 
     public string StateDir { get; }
@@ -56,7 +56,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Log(log, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var kumod = new KumodProcess(process, stateDir, new Uri($"http://127.0.0.1:{api}"), log);
+        var kumod = new KumodProcess(process, stateDir, new Uri($"https://127.0.0.1:{api}"), log);
         try
         {
             await kumod.WaitNodeReadyAsync(TimeSpan.FromSeconds(60), ct);
