@@ -26,10 +26,9 @@ public sealed class QmpClient : IAsyncDisposable
 
     public static async Task<QmpClient> ConnectAsync(string socketPath, CancellationToken ct)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var socket = await UnixSockets.ConnectAsync(socketPath, ct);
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct);
             var client = new QmpClient(socket);
             var greeting = await client.ReadMessageAsync(ct);
             if (greeting["QMP"] is null) throw new QmpException("the socket did not greet with QMP");

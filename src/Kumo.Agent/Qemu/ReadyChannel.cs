@@ -23,20 +23,8 @@ public sealed class ReadyChannel : IAsyncDisposable
         _reader = new StreamReader(_stream, Encoding.ASCII);
     }
 
-    public static async Task<ReadyChannel> ConnectAsync(string socketPath, CancellationToken ct)
-    {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct);
-            return new ReadyChannel(socket);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+    public static async Task<ReadyChannel> ConnectAsync(string socketPath, CancellationToken ct) =>
+        new(await UnixSockets.ConnectAsync(socketPath, ct));
 
     public Task SendAsync(string line, CancellationToken ct) =>
         _stream.WriteAsync(Encoding.ASCII.GetBytes(line + "\n"), ct).AsTask();
