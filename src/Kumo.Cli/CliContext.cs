@@ -35,7 +35,7 @@ internal sealed class CliContext(CliEnvironment env)
     public Option<string> Output { get; } = new Option<string>("--output", "-o")
     {
         Description = "Output format",
-        HelpName = "table|json|yaml",
+        HelpName = "table|json|yaml|csv",
         Recursive = true,
         DefaultValueFactory = _ => "table",
     }.AcceptOnlyFromAmong(Cli.Output.FormatNames);

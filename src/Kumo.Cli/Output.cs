@@ -13,6 +13,9 @@ internal enum OutputFormat
     Table,
     Json,
     Yaml,
+
+    /// <summary>Comma-separated values; only commands that say so (kumo usage) print it.</summary>
+    Csv,
 }
 
 /// <summary>
@@ -22,7 +25,7 @@ internal enum OutputFormat
 /// </summary>
 internal sealed partial class Output
 {
-    public static readonly string[] FormatNames = ["table", "json", "yaml"];
+    public static readonly string[] FormatNames = ["table", "json", "yaml", "csv"];
 
     private static readonly JsonSerializerOptions PrettyJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
@@ -52,6 +55,7 @@ internal sealed partial class Output
     {
         "json" => OutputFormat.Json,
         "yaml" => OutputFormat.Yaml,
+        "csv" => OutputFormat.Csv,
         _ => OutputFormat.Table,
     };
 
@@ -68,6 +72,8 @@ internal sealed partial class Output
             case OutputFormat.Yaml:
                 _env.Out.Write(ToYaml(value));
                 break;
+            case OutputFormat.Csv:
+                throw new UsageException("-o csv is only available for kumo usage; use table, json or yaml");
             default:
                 Console.Write(human(value));
                 break;
@@ -224,6 +230,42 @@ internal sealed partial class Output
         }
         return table;
     }
+
+    /// <summary>Prints CSV lines as they are (<see cref="OutputFormat.Csv"/>).</summary>
+    public void WriteCsv(IEnumerable<string> lines)
+    {
+        foreach (var line in lines)
+            _env.Out.WriteLine(line);
+    }
+
+    public IRenderable Usage(IReadOnlyList<UsageRecord> records)
+    {
+        var table = Table("USER", "PROJECT", "RUNNING", "VCPU-SECONDS", "MEMORY MIB-SECONDS", "DISK GIB-HOURS");
+        foreach (var r in records)
+        {
+            AddRow(table, r.User ?? r.UserId ?? "(none)", r.Project, TimeSpan.FromSeconds(Math.Round(r.RunningSeconds)).ToString("c", CultureInfo.InvariantCulture),
+                Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+        }
+        return table;
+    }
+
+    /// <summary>A header line, then one line per record; numbers in invariant culture, text quoted when needed.</summary>
+    public static IEnumerable<string> UsageCsv(IReadOnlyList<UsageRecord> records)
+    {
+        yield return "user,project,from,to,running_seconds,vcpu_seconds,memory_mib_seconds,disk_gib_hours";
+        foreach (var r in records)
+        {
+            yield return string.Join(',', Csv(r.User ?? r.UserId ?? ""), Csv(r.Project),
+                r.From.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+                r.To.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+                Number(r.RunningSeconds), Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+        }
+    }
+
+    private static string Number(double value) => value.ToString("0.###", CultureInfo.InvariantCulture);
+
+    private static string Csv(string value) =>
+        value.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
 
     // ---- progress
 

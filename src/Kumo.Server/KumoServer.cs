@@ -1,6 +1,7 @@
 using System.Net;
 using Kumo.Core;
 using Kumo.Core.Security;
+using Kumo.Server.Accounting;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
 using Kumo.Server.Identity;
@@ -122,6 +123,7 @@ public static partial class KumoServer
         s.AddSingleton<JoinTokens>();
         s.AddSingleton<NodeCertificates>();
         s.AddSingleton<AuditLog>();
+        s.AddSingleton<UsageService>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -169,6 +171,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);
         AuditEndpoints.Map(api);
+        UsageEndpoints.Map(api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         LogTls(app.Logger, pki, options);
         return app;

@@ -64,6 +64,7 @@ public static class Policy
         [("user", "delete")] = Access.Admin,
         [("admin", "backup")] = Access.Admin,
         [("admin", "restore")] = Access.Admin,
+        [("usage", "list")] = Access.User,
         [("audit", "list")] = Access.Admin,
         [("audit", "verify")] = Access.Admin,
         [("audit", "export")] = Access.Admin,

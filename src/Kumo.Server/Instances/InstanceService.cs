@@ -254,13 +254,36 @@ public sealed class InstanceService(
             Save(ctx, row, notify: false);
         }
         operations.Observe(ctx, id, state, generation, gone: false, message);
+        if (shown == InstanceStates.Running)
+            OpenUsage(ctx, row);
+        else
+            CloseUsage(ctx, row.Id);
     }
+
+    /// <summary>Starts a usage interval for a running instance, unless one is open already.</summary>
+    private void OpenUsage(WriteContext ctx, InstanceRow row) =>
+        ctx.Connection.Execute(
+            """
+            INSERT INTO usage_intervals (instance_id, instance_name, owner_id, project, cpus, memory_bytes, disk_bytes, started_at)
+            SELECT @Id, @Name, @OwnerId, @Project, @Cpus, @MemoryBytes, @DiskBytes, @now
+            WHERE NOT EXISTS (SELECT 1 FROM usage_intervals WHERE instance_id = @Id AND ended_at IS NULL)
+            """,
+            new { row.Id, row.Name, row.OwnerId, row.Project, row.Cpus, row.MemoryBytes, row.DiskBytes, now = Json.Now(time) }, ctx.Transaction);
+
+    /// <summary>Ends the open usage interval of an instance, if any.</summary>
+    private void CloseUsage(WriteContext ctx, string instanceId) =>
+        ctx.Connection.Execute("UPDATE usage_intervals SET ended_at = @now WHERE instance_id = @instanceId AND ended_at IS NULL",
+            new { instanceId, now = Json.Now(time) }, ctx.Transaction);
 
     /// <summary>Marks every instance of a node lost (missed heartbeats).</summary>
     internal void MarkLost(WriteContext ctx, string nodeId)
     {
         ctx.Connection.Execute(
             "UPDATE instances SET state = 'lost', status_message = 'node stopped sending heartbeats', version = version + 1, updated_at = @now WHERE node_id = @nodeId AND state <> 'lost'",
+            new { nodeId, now = Json.Now(time) }, ctx.Transaction);
+        // Lost is not running: usage stops until the agent reports the instance running again.
+        ctx.Connection.Execute(
+            "UPDATE usage_intervals SET ended_at = @now WHERE ended_at IS NULL AND instance_id IN (SELECT id FROM instances WHERE node_id = @nodeId)",
             new { nodeId, now = Json.Now(time) }, ctx.Transaction);
     }
 
@@ -274,6 +297,7 @@ public sealed class InstanceService(
     private void Remove(WriteContext ctx, InstanceRow row, string? failOpsWith)
     {
         if (failOpsWith is not null) operations.FailAll(ctx, row.Id, failOpsWith);
+        CloseUsage(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)
         {

@@ -166,6 +166,24 @@ internal static class Migrations
         CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """,
+        // 6: allocated usage: one interval per stretch an instance was shown running (Instances/InstanceService.ApplyStatus).
+        """
+        CREATE TABLE usage_intervals (
+            id INTEGER PRIMARY KEY,
+            instance_id TEXT NOT NULL,
+            instance_name TEXT NOT NULL,
+            owner_id TEXT,
+            project TEXT NOT NULL,
+            cpus INTEGER NOT NULL,
+            memory_bytes INTEGER NOT NULL,
+            disk_bytes INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT NULL
+        );
+        CREATE INDEX usage_intervals_owner ON usage_intervals (owner_id);
+        CREATE INDEX usage_intervals_project ON usage_intervals (project);
+        CREATE INDEX usage_intervals_open ON usage_intervals (instance_id) WHERE ended_at IS NULL;
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -99,6 +99,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["GET /api/v1/operations/{id}/events"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/admin/backup"] = new(Login, Deny, Deny, Ok),
         ["POST /api/v1/admin/restore"] = new(Login, Deny, Deny, Ok),
+        ["GET /api/v1/usage"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/audit"] = new(Login, Deny, Deny, Ok),
         ["GET /api/v1/audit/verify"] = new(Login, Deny, Deny, Ok),
         ["GET /api/v1/audit/export"] = new(Login, Deny, Deny, Ok),
