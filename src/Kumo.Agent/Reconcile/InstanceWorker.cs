@@ -23,6 +23,13 @@ internal sealed partial class InstanceWorker(
     private int _watchedPid;
     private DateTime _watchedSince;
     private long _failedGeneration = -1;
+    private int _launchedPid;
+
+    /// <summary>
+    /// An adopted guest (found running by a restarted agent) is asked for readiness again; until it answers, its
+    /// last reported state stands instead of flapping to "starting" for the few milliseconds the answer takes.
+    /// </summary>
+    private static readonly TimeSpan AdoptionGrace = TimeSpan.FromSeconds(5);
 
     public string Id => id;
 
@@ -134,6 +141,7 @@ internal sealed partial class InstanceWorker(
                 return false;
             }
             obs = driver.Inspect(id);
+            _launchedPid = obs.Pid ?? 0;
             if (!obs.Running)
             {
                 _failedGeneration = d.BootGeneration;
@@ -159,6 +167,7 @@ internal sealed partial class InstanceWorker(
             await ReportAsync(InstanceStates.Error, $"the guest did not signal readiness within {options.ReadyTimeout.TotalSeconds:0}s", obs.BootedGeneration, ct);
             return false;
         }
+        if (pid != _launchedPid && DateTime.UtcNow - _watchedSince < AdoptionGrace) return false;
         await ReportAsync(InstanceStates.Starting, "waiting for guest readiness", obs.BootedGeneration, ct);
         return false;
     }

@@ -43,7 +43,9 @@ public sealed class KumodCrashTests(ITestOutputHelper output)
                     TimeSpan.FromSeconds(90), $"{name} running after the crash");
                 Assert.Equal(name, running!.Name);
             }
-            var instances = await env.Api.ListAsync();
+            // Convergence is eventual: guests adopted after the restart answer the agent's readiness ping within moments.
+            var instances = await ApiClient.EventuallyAsync(() => env.Api.ListAsync(), all => all.All(x => x.State == InstanceStates.Running),
+                TimeSpan.FromSeconds(60), "every instance running after the restart");
             Assert.All(instances, x => Assert.Equal(InstanceStates.Running, x.State));
             Assert.Equal(instances.Count, env.QemuPids().Count);
             // No instance directory without an instance, none missing.
