@@ -9,27 +9,12 @@ using Kumo.Server.Tests.TestSupport;
 namespace Kumo.Server.Tests.Accounting;
 
 /// <summary>Allocated usage: intervals opened and closed as instances are shown running, summed by GET /usage.</summary>
-public sealed class UsageTests : IAsyncLifetime
+public sealed class UsageTests : ServerWithNode
 {
-    private TestServer _server = null!;
-    private FakeAgent _agent = null!;
-
-    public async Task InitializeAsync()
-    {
-        _server = await TestServer.StartAsync();
-        _agent = await FakeAgent.StartAsync(_server, "node-a", cpus: 64, memoryBytes: 64 * ByteSize.GiB);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _agent.DisposeAsync();
-        await _server.DisposeAsync();
-    }
-
     [Fact]
     public async Task RunningInstance_IsChargedItsCpusTimesTheMeasuredInterval_AndStoppingClosesTheInterval()
     {
-        using var alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
         var clock = Stopwatch.StartNew();
         var create = await alice.PostAsync("/api/v1/instances",
             JsonContent.Create(new InstancesPost { Name = "web", Cpus = 3, Memory = "512M" }, options: Problems.Json));
@@ -42,7 +27,7 @@ public sealed class UsageTests : IAsyncLifetime
         await WaitForStateAsync(alice, "web", InstanceStates.Stopped);
         var stoppedSeen = clock.Elapsed;
 
-        var open = await _server.Database.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM usage_intervals WHERE ended_at IS NULL"), CancellationToken.None);
+        var open = await Server.Database.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM usage_intervals WHERE ended_at IS NULL"), CancellationToken.None);
         Assert.Equal(0, open);
         var usage = await alice.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage", Problems.Json);
         var row = Assert.Single(usage!);
@@ -58,8 +43,8 @@ public sealed class UsageTests : IAsyncLifetime
     [Fact]
     public async Task AnotherUsersUsage_IsNotVisible()
     {
-        await _server.AddUserAsync("alice", "alice-password");
-        using var bob = _server.ClientFor(await _server.AddUserAsync("bob", "bob-password"));
+        await Server.AddUserAsync("alice", "alice-password");
+        using var bob = Server.ClientFor(await Server.AddUserAsync("bob", "bob-password"));
         var now = DateTimeOffset.UtcNow;
         await InsertAsync("alice", "alice", 1, 0, 0, now.AddHours(-2), now.AddHours(-1));
         await InsertAsync("bob", "bob", 1, 0, 0, now.AddHours(-2), now.AddHours(-1));
@@ -67,16 +52,16 @@ public sealed class UsageTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, (await bob.GetAsync("/api/v1/usage?user=alice")).StatusCode);
         var own = await bob.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage", Problems.Json);
         Assert.Equal(["bob"], own!.Select(r => r.User));
-        var all = await _server.Client.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage", Problems.Json);
+        var all = await Server.Client.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage", Problems.Json);
         Assert.Equal(["alice", "bob"], all!.Select(r => r.User));
-        var onlyAlice = await _server.Client.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage?user=alice", Problems.Json);
+        var onlyAlice = await Server.Client.GetFromJsonAsync<UsageRecord[]>("/api/v1/usage?user=alice", Problems.Json);
         Assert.Equal(["alice"], onlyAlice!.Select(r => r.User));
     }
 
     [Fact]
     public async Task FromAndTo_ClipTheIntervals()
     {
-        await _server.AddUserAsync("alice", "alice-password");
+        await Server.AddUserAsync("alice", "alice-password");
         var t0 = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
         // 10:00-12:00 with 2 vCPU, 4 GiB memory, 10 GiB disk; 13:00-open with 1 vCPU; one outside the period.
         await InsertAsync("alice", "alice", 2, 4 * ByteSize.GiB, 10 * ByteSize.GiB, t0.AddHours(10), t0.AddHours(12));
@@ -85,7 +70,7 @@ public sealed class UsageTests : IAsyncLifetime
 
         var from = Uri.EscapeDataString("2026-01-01T11:00:00Z");
         var to = Uri.EscapeDataString("2026-01-01T14:00:00Z");
-        var usage = await _server.Client.GetFromJsonAsync<UsageRecord[]>($"/api/v1/usage?from={from}&to={to}&project=alice", Problems.Json);
+        var usage = await Server.Client.GetFromJsonAsync<UsageRecord[]>($"/api/v1/usage?from={from}&to={to}&project=alice", Problems.Json);
 
         var row = Assert.Single(usage!);
         Assert.Equal(2 * 3600.0, row.RunningSeconds, 6);
@@ -101,12 +86,12 @@ public sealed class UsageTests : IAsyncLifetime
     [InlineData("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "from")]
     public async Task BadDates_Return400Validation(string query, string field)
     {
-        var problem = await (await _server.Client.GetAsync("/api/v1/usage?" + query)).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
+        var problem = await (await Server.Client.GetAsync("/api/v1/usage?" + query)).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
         Assert.Equal([field], problem.Errors!.Keys);
     }
 
     private Task<int> InsertAsync(string user, string project, int cpus, long memory, long disk, DateTimeOffset start, DateTimeOffset? end) =>
-        _server.Database.WriteAsync(ctx => ctx.Connection.Execute(
+        Server.Database.WriteAsync(ctx => ctx.Connection.Execute(
             """
             INSERT INTO usage_intervals (instance_id, instance_name, owner_id, project, cpus, memory_bytes, disk_bytes, started_at, ended_at)
             VALUES ('synthetic', 'synthetic', (SELECT id FROM users WHERE name = @user), @project, @cpus, @memory, @disk, @start, @end)

@@ -8,28 +8,13 @@ using Kumo.Server.Tests.TestSupport;
 namespace Kumo.Server.Tests.Identity;
 
 /// <summary>Quotas are checked in the write that places the instance, so parallel creates cannot overshoot.</summary>
-public sealed class QuotaTests : IAsyncLifetime
+public sealed class QuotaTests : ServerWithNode
 {
-    private TestServer _server = null!;
-    private FakeAgent _agent = null!;
-
-    public async Task InitializeAsync()
-    {
-        _server = await TestServer.StartAsync();
-        _agent = await FakeAgent.StartAsync(_server, "node-a", cpus: 64, memoryBytes: 64 * ByteSize.GiB);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _agent.DisposeAsync();
-        await _server.DisposeAsync();
-    }
-
     [Fact]
     public async Task FiftyParallelCreates_WithVmQuotaOfFour_ExactlyFourSucceed()
     {
-        using var alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
-        await _server.SetQuotaAsync("user", "alice", new QuotaPut { Vms = 4 });
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        await Server.SetQuotaAsync("user", "alice", new QuotaPut { Vms = 4 });
 
         var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => CreateAsync(alice, $"vm-{i}")));
 
@@ -42,7 +27,7 @@ public sealed class QuotaTests : IAsyncLifetime
             Assert.Equal(["vms"], problem.Errors!.Keys);
             Assert.Equal("user 'alice' quota for vms exceeded: 4 VMs in use of 4", problem.Detail);
         }
-        var owned = await _server.Database.ReadAsync(c => c.ExecuteScalar<long>(
+        var owned = await Server.Database.ReadAsync(c => c.ExecuteScalar<long>(
             "SELECT count(*) FROM instances WHERE owner_id = (SELECT id FROM users WHERE name = 'alice')"), CancellationToken.None);
         Assert.Equal(4, owned);
         var quota = await alice.GetFromJsonAsync<Quota>("/api/v1/quotas/user/alice", Problems.Json);
@@ -52,8 +37,8 @@ public sealed class QuotaTests : IAsyncLifetime
     [Fact]
     public async Task Create_BeyondTheVcpuQuota_Returns403NamingVcpusAndTheUsage()
     {
-        using var alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
-        await _server.SetQuotaAsync("user", "alice", new QuotaPut { Vcpus = 3 });
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        await Server.SetQuotaAsync("user", "alice", new QuotaPut { Vcpus = 3 });
         Assert.Equal(HttpStatusCode.Accepted, (await CreateAsync(alice, "first", cpus: 2)).StatusCode);
 
         var problem = await (await CreateAsync(alice, "second", cpus: 2)).AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.QuotaExceeded);
@@ -65,8 +50,8 @@ public sealed class QuotaTests : IAsyncLifetime
     [Fact]
     public async Task Create_BeyondTheMemoryQuota_Returns403NamingMemoryAndTheUsage()
     {
-        using var alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
-        await _server.SetQuotaAsync("user", "alice", new QuotaPut { Memory = "1G" });
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        await Server.SetQuotaAsync("user", "alice", new QuotaPut { Memory = "1G" });
         Assert.Equal(HttpStatusCode.Accepted, (await CreateAsync(alice, "first", memory: "768M")).StatusCode);
 
         var problem = await (await CreateAsync(alice, "second", memory: "512M")).AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.QuotaExceeded);
@@ -78,10 +63,10 @@ public sealed class QuotaTests : IAsyncLifetime
     [Fact]
     public async Task ProjectQuota_IsChargedAcrossItsMembers()
     {
-        using var alice = _server.ClientFor(await _server.AddUserAsync("alice", "alice-password"));
-        using var bob = _server.ClientFor(await _server.AddUserAsync("bob", "bob-password"));
-        await _server.AddProjectAsync("lab1", "alice", "bob");
-        await _server.SetQuotaAsync("project", "lab1", new QuotaPut { Vms = 2 });
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        using var bob = Server.ClientFor(await Server.AddUserAsync("bob", "bob-password"));
+        await Server.AddProjectAsync("lab1", "alice", "bob");
+        await Server.SetQuotaAsync("project", "lab1", new QuotaPut { Vms = 2 });
         Assert.Equal(HttpStatusCode.Accepted, (await CreateAsync(alice, "a1", project: "lab1")).StatusCode);
         Assert.Equal(HttpStatusCode.Accepted, (await CreateAsync(bob, "b1", project: "lab1")).StatusCode);
 
