@@ -52,10 +52,19 @@ public sealed partial class SecretsTests(SecretsTests.Session session) : IClassF
         var stateDir = _server.App.Services.GetRequiredService<KumoServerOptions>().StateDir;
         foreach (var file in Directory.EnumerateFiles(stateDir, "*", SearchOption.AllDirectories))
         {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            using var copy = new MemoryStream();
-            stream.CopyTo(copy);
-            var bytes = copy.ToArray();
+            byte[] bytes;
+            try
+            {
+                using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                using var copy = new MemoryStream();
+                stream.CopyTo(copy);
+                bytes = copy.ToArray();
+            }
+            catch (FileNotFoundException)
+            {
+                // A durable write's temporary file was renamed into place after the listing; its content is in the final file, read in its turn.
+                continue;
+            }
             foreach (var secret in _secrets)
             {
                 if (secret == _server.AdminPassword && file == KumoServer.InitialAdminFile(stateDir)) continue;
