@@ -21,6 +21,12 @@ public static class ProblemTypes
     public const string TooManyAttempts = Base + "too-many-attempts";
     public const string DirectoryUnavailable = Base + "directory-unavailable";
     public const string Internal = Base + "internal";
+
+    /// <summary>An uploaded image that is not a disk Kumo accepts: unknown format, corrupt, truncated or hostile.</summary>
+    public const string ImageRejected = Base + "image-rejected";
+
+    /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
+    public const string ImageTooLarge = Base + "image-too-large";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

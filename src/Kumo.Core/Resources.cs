@@ -29,6 +29,19 @@ public sealed record Image
     public required string Readiness { get; init; }
     public string? Description { get; init; }
     public bool BuiltIn { get; init; }
+
+    /// <summary>For imported and built images: SHA-256 (hex) of the stored qcow2 file; null for built-in boot files.</summary>
+    public string? Sha256 { get; init; }
+
+    /// <summary>Bytes of the stored qcow2 file.</summary>
+    public long? SizeBytes { get; init; }
+
+    /// <summary>The guest disk's size as the guest sees it; instances get at least this much disk.</summary>
+    public long? VirtualSizeBytes { get; init; }
+
+    /// <summary>What the upload was, as detected from its content: qcow2, raw, vmdk, vpc (VHD), vhdx, box, ova.</summary>
+    public string? SourceFormat { get; init; }
+
     public DateTimeOffset CreatedAt { get; init; }
 }
 
@@ -75,6 +88,12 @@ public sealed record InstancesPost
 
     /// <summary>Only nodes carrying all of these labels are considered.</summary>
     public IReadOnlyDictionary<string, string>? NodeSelector { get; init; }
+
+    /// <summary>OpenSSH public keys the guest authorizes (through a cloud-init NoCloud seed; images with cloud-init only).</summary>
+    public IReadOnlyList<string>? SshKeys { get; init; }
+
+    /// <summary>A password for the guest's default user (cloud-init); stored only as a SHA-512 crypt hash.</summary>
+    public string? Password { get; init; }
 }
 
 /// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>

@@ -40,6 +40,7 @@ public sealed record KumoServerOptions
     public SchedulerOptions Scheduler { get; init; } = new();
     public InstanceDefaults Defaults { get; init; } = new();
     public QuotaDefaults Quotas { get; init; } = new();
+    public Images.ImageOptions Images { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -120,6 +121,10 @@ public static partial class KumoServer
         s.AddSingleton<InstanceService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
+        s.AddSingleton(new ImageStorage(options.StateDir));
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Images));
+        s.AddSingleton<ImageImporter>();
+        s.AddSingleton<ImageExport>();
         s.AddSingleton<JoinTokens>();
         s.AddSingleton<NodeCertificates>();
         s.AddSingleton<AuditLog>();
@@ -138,6 +143,7 @@ public static partial class KumoServer
         var db = app.Services.GetRequiredService<Database>();
         app.Services.GetRequiredService<Scheduler>().Load(db);
         app.Services.GetRequiredService<ImageService>().EnsureBuiltInsAsync(CancellationToken.None).GetAwaiter().GetResult();
+        app.Services.GetRequiredService<ImageStorage>().RecoverAsync(db, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<UserService>().BootstrapAsync(InitialAdminFile(options.StateDir), CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<AuditLog>().Start();
 

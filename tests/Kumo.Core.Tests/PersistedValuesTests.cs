@@ -36,6 +36,8 @@ public sealed class PersistedValuesTests
                 "TooManyAttempts=https://kumo.dev/problems/too-many-attempts",
                 "DirectoryUnavailable=https://kumo.dev/problems/directory-unavailable",
                 "Internal=https://kumo.dev/problems/internal",
+                "ImageRejected=https://kumo.dev/problems/image-rejected",
+                "ImageTooLarge=https://kumo.dev/problems/image-too-large",
             ]
         },
     };

@@ -1,6 +1,7 @@
 using Dapper;
 using Grpc.Core;
 using Kumo.Protocol;
+using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Security;
 using Kumo.Server.Storage;
@@ -13,7 +14,7 @@ namespace Kumo.Server.Agents;
 /// its certificate names.
 /// </summary>
 public sealed class AgentControlService(
-    Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates)
+    Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -84,14 +85,44 @@ public sealed class AgentControlService(
         return new StatusReply();
     }
 
+    /// <summary>Streams a stored image to a node that runs an instance made from it; any other image is "not found".</summary>
+    public override async Task ImageFetch(ImageFetchRequest request, IServerStreamWriter<ImageChunk> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
+            throw new RpcException(new Status(StatusCode.NotFound, "unknown node"));
+        var file = await images.FileForNodeAsync(request.NodeId, request.ImageId, ct)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"image {request.ImageId} is not stored or not used on this node"));
+        await using var f = new FileStream(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        var buffer = new byte[ChunkBytes];
+        var first = new ImageChunk { TotalBytes = f.Length, Sha256 = file.Sha256 };
+        int n;
+        var sent = false;
+        while ((n = await f.ReadAsync(buffer, ct)) > 0)
+        {
+            var chunk = sent ? new ImageChunk() : first;
+            chunk.Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n);
+            await responseStream.WriteAsync(chunk, ct);
+            sent = true;
+        }
+        if (!sent) await responseStream.WriteAsync(first, ct);
+    }
+
+    /// <summary>Well under gRPC's default 4 MiB message limit.</summary>
+    private const int ChunkBytes = 1 << 20;
+
     internal Task<DesiredState> DesiredAsync(string nodeId, CancellationToken ct) => db.ReadAsync(c =>
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
-            string DesiredPower, string StopMode, long BootGeneration, string? Readiness)>(
+            string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
+            string? SshKeys, string? PasswordHash)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
-                   (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)
-            FROM instances i WHERE i.node_id = @nodeId ORDER BY i.id
+                   COALESCE(s.readiness,
+                       (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
+                   s.id, s.sha256, i.ssh_keys, i.password_hash
+            FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
+            WHERE i.node_id = @nodeId ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
         foreach (var r in rows)
@@ -109,6 +140,10 @@ public sealed class AgentControlService(
                 StopMode = r.StopMode,
                 BootGeneration = r.BootGeneration,
                 Readiness = r.Readiness ?? Core.ReadinessModes.Marker,
+                ImageId = r.ImageId ?? "",
+                ImageSha256 = r.ImageSha256 ?? "",
+                ImageSshKeys = r.SshKeys ?? "",
+                ImagePasswordHash = r.PasswordHash ?? "",
             });
         }
         return state;

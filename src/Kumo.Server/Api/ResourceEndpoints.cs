@@ -8,6 +8,8 @@ using Kumo.Server.Scheduling;
 using Kumo.Server.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
 using Microsoft.AspNetCore.Routing;
 
 namespace Kumo.Server.Api;
@@ -31,8 +33,34 @@ internal static class ResourceEndpoints
     public static void MapImages(RouteGroupBuilder api)
     {
         var g = api.MapGroup("/images").WithTags("images");
-        g.MapGet("/", (ImageService s, string? type, CancellationToken ct) => s.ListAsync(type, ct)).Requires("image", "list");
-        g.MapGet("/{name}", (ImageService s, string name, CancellationToken ct) => s.GetAsync(name, ct)).Requires("image", "get");
+        g.MapGet("/", async (ImageService s, ProjectService p, HttpContext http, string? type, string? project, CancellationToken ct) =>
+            await s.ListAsync(await p.ResolveAsync(Caller.Of(http), project, ct), type, ct)).Requires("image", "list");
+        g.MapGet("/{name}", async (ImageService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+            await s.GetAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct)).Requires("image", "get");
+
+        // The body is the image file itself, streamed to disk (never buffered): any format the importer detects.
+        g.MapPost("/import", async (ImageImporter importer, ProjectService p, HttpContext http, string? name, string? type, string? readiness,
+            string? description, string? project, IOptions<ImageOptions> limits, CancellationToken ct) =>
+        {
+            var caller = Caller.Of(http);
+            var resolved = await p.ResolveAsync(caller, project, ct);
+            if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+                size.MaxRequestBodySize = limits.Value.MaxImageBytes + 1;
+            var op = await importer.ImportAsync(caller, resolved, new ImageImportRequest(name, type, readiness, description),
+                http.Request.Body, http.Request.ContentLength, ct);
+            return TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
+        }).Accepts<Stream>("application/octet-stream").Produces<Operation>(202).Requires("image", "import");
+
+        g.MapGet("/{name}/content", async (ImageExport export, ProjectService p, HttpContext http, string name, string? format, string? project,
+            CancellationToken ct) =>
+            await export.WriteAsync(http, await p.ResolveAsync(Caller.Of(http), project, ct), name, format, ct))
+            .Produces(200, contentType: "application/octet-stream").Requires("image", "export");
+
+        g.MapDelete("/{name}", async (ImageService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        {
+            await s.DeleteAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct);
+            return TypedResults.NoContent();
+        }).Requires("image", "delete");
     }
 
     public static void MapOperations(RouteGroupBuilder api)

@@ -6,7 +6,8 @@ namespace Kumo.Server.Instances;
 /// <summary>A create request after validation and defaulting.</summary>
 public sealed record ValidCreate(
     string Name, string Type, string Image, int Cpus, long MemoryBytes, long DiskBytes, string? Node, bool Stopped,
-    IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector);
+    IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector,
+    IReadOnlyList<string> SshKeys, string? Password);
 
 /// <summary>Checks every field of a request and reports all problems at once, keyed by field.</summary>
 public static class InstanceRequestValidator
@@ -42,12 +43,29 @@ public static class InstanceRequestValidator
         ValidateLabels(body.Labels, "labels", Add);
         ValidateLabels(body.NodeSelector, "nodeSelector", Add);
         if (body.Description is { Length: > MaxDescription }) Add("description", $"description is longer than {MaxDescription} characters");
+        var keys = body.SshKeys?.Select(k => k?.Trim() ?? "").ToList() ?? [];
+        if (keys.Count > 16) Add("sshKeys", "at most 16 SSH keys");
+        foreach (var k in keys)
+        {
+            // One line of "TYPE BASE64 [comment]": anything else could smuggle YAML into the cloud-init seed.
+            var parts = k.Split(' ', 3);
+            if (k.Length > 16384 || k.Any(char.IsControl) || parts.Length < 2
+                || !(parts[0].StartsWith("ssh-", StringComparison.Ordinal) || parts[0].StartsWith("ecdsa-", StringComparison.Ordinal)
+                     || parts[0].StartsWith("sk-", StringComparison.Ordinal))
+                || !IsBase64(parts[1]))
+                Add("sshKeys", $"'{(k.Length > 40 ? k[..40] + "…" : k)}' is not an OpenSSH public key (ssh-ed25519 AAAA… comment)");
+        }
+        if (body.Password is { } pw && (pw.Length is < 8 or > 256 || pw.Any(char.IsControl)))
+            Add("password", "password must be 8-256 printable characters");
 
         if (errors.Count > 0)
             throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
         return new ValidCreate(body.Name!, type, image, cpus, memory, disk, body.Node, body.Stopped ?? false,
-            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector);
+            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password);
     }
+
+    private static bool IsBase64(string s) =>
+        s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '+' or '/' or '=') && Convert.TryFromBase64String(s, new byte[s.Length], out _);
 
     public static void ValidateLabels(IReadOnlyDictionary<string, string>? labels, string field, Action<string, string> add)
     {

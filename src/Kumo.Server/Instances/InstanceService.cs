@@ -39,15 +39,21 @@ public sealed class InstanceService(
     {
         var req = InstanceRequestValidator.Validate(body, defaults.Value);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
-        var image = await db.ReadAsync(c => c.QuerySingleOrDefault<ImageRow>(
-            "SELECT * FROM images WHERE project IN (@project, 'system') AND type = @type AND name = @name",
-            new { project = DefaultProject, type = req.Type, name = req.Image }), ct)
+        // The project's own image first, then one shared through 'default' or 'system'.
+        var image = await db.ReadAsync(c => c.QueryFirstOrDefault<ImageRow>(
+            "SELECT * FROM images WHERE project IN (@project, @default, 'system') AND type = @type AND name = @name ORDER BY project = 'system', project = @default",
+            new { project, @default = DefaultProject, type = req.Type, name = req.Image }), ct)
             ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
+        // A disk smaller than the image would cut the guest's file systems off: it gets at least the image's size.
+        if (image.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
+        if ((req.SshKeys.Count > 0 || req.Password is not null) && image.Sha256 is null)
+            throw ProblemException.Validation("sshKeys", $"image '{image.Name}' has no cloud-init: SSH keys and passwords need an imported or built image");
+        var passwordHash = req.Password is null ? null : await PasswordCrypt.HashAsync(req.Password, ct);
         if (req.Node is not null && !scheduler.HasNode(req.Node))
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
         try
         {
-            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image), ct);
+            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash), ct);
         }
         catch (SqliteException e) when (e.SqliteErrorCode == 19)
         {
@@ -56,7 +62,7 @@ public sealed class InstanceService(
     }
 
     /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
-    private Operation Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image)
+    private Operation Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash)
     {
         // Quota and placement in the same write: concurrent creates cannot overshoot either.
         quotas.Check(ctx, caller, project, new QuotaService.Request(req.Type, req.Cpus, req.MemoryBytes, req.DiskBytes));
@@ -83,6 +89,9 @@ public sealed class InstanceService(
             OwnerId = caller.UserId,
             Type = req.Type,
             Image = image.Name,
+            ImageId = image.Id,
+            SshKeys = req.SshKeys.Count > 0 ? string.Join('\n', req.SshKeys) : null,
+            PasswordHash = passwordHash,
             Cpus = req.Cpus,
             MemoryBytes = req.MemoryBytes,
             DiskBytes = req.DiskBytes,
@@ -101,10 +110,11 @@ public sealed class InstanceService(
         ctx.Execute(
             """
             INSERT INTO instances (id, name, project, owner_id, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
-                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at)
+                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at, image_id, ssh_keys, password_hash)
             VALUES ($id, $name, $project, $owner, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
-                $stop, $gen, $message, $labels, $description, $version, $created, $updated)
+                $stop, $gen, $message, $labels, $description, $version, $created, $updated, $imageId, $sshKeys, $passwordHash)
             """,
+            ("$imageId", row.ImageId), ("$sshKeys", row.SshKeys), ("$passwordHash", row.PasswordHash),
             ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$owner", row.OwnerId), ("$type", row.Type), ("$image", row.Image),
             ("$cpus", row.Cpus), ("$memory", row.MemoryBytes), ("$disk", row.DiskBytes), ("$node", row.NodeId), ("$state", row.State),
             ("$desired", row.DesiredPower), ("$stop", row.StopMode), ("$gen", row.BootGeneration), ("$message", row.StatusMessage),

@@ -58,6 +58,28 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
         return row.ToApi();
     }
 
+    /// <summary>
+    /// An operation carried out by kumod itself (an image import or build), not observed on an instance: the work
+    /// reports progress and its end through <see cref="ProgressAsync"/> and <see cref="FinishAsync"/>.
+    /// </summary>
+    public Task<Operation> StartJobAsync(string kind, string target, string? project, string? userId, string message, CancellationToken ct) =>
+        db.WriteAsync(ctx => Insert(ctx, kind, target, null, "job", 0, message, supersede: false, project, userId), ct);
+
+    public Task ProgressAsync(string id, string message, CancellationToken ct) => db.WriteAsync(ctx =>
+    {
+        var op = Job(ctx, id);
+        if (op is not null && op.Message != message) Progress(ctx, op, message);
+    }, ct);
+
+    public Task FinishAsync(string id, bool succeeded, string message, string? error, CancellationToken ct) => db.WriteAsync(ctx =>
+    {
+        if (Job(ctx, id) is { } op) Finish(ctx, op, succeeded ? OperationStatuses.Succeeded : OperationStatuses.Failed, message, error);
+    }, ct);
+
+    private static OperationRow? Job(WriteContext ctx, string id) =>
+        ctx.Connection.QuerySingleOrDefault<OperationRow>(
+            "SELECT * FROM operations WHERE id = @id AND status IN ('pending', 'running')", new { id }, ctx.Transaction);
+
     internal List<OperationRow> Pending(WriteContext ctx, string instanceId) =>
         ctx.Connection.Query<OperationRow>(
             "SELECT * FROM operations WHERE instance_id = @instanceId AND status IN ('pending', 'running')",

@@ -184,6 +184,19 @@ internal static class Migrations
         CREATE INDEX usage_intervals_project ON usage_intervals (project);
         CREATE INDEX usage_intervals_open ON usage_intervals (instance_id) WHERE ended_at IS NULL;
         """,
+        // 7: images stored by kumod (imported or built): the qcow2's checksum and sizes; instances remember the image's id
+        // (names can be reused after a delete) and carry a cloud-init seed (SSH keys, a password hash).
+        """
+        ALTER TABLE images ADD COLUMN owner_id TEXT;
+        ALTER TABLE images ADD COLUMN sha256 TEXT;
+        ALTER TABLE images ADD COLUMN size_bytes INTEGER;
+        ALTER TABLE images ADD COLUMN virtual_size_bytes INTEGER;
+        ALTER TABLE images ADD COLUMN source_format TEXT;
+        ALTER TABLE instances ADD COLUMN image_id TEXT;
+        ALTER TABLE instances ADD COLUMN ssh_keys TEXT;
+        ALTER TABLE instances ADD COLUMN password_hash TEXT;
+        CREATE INDEX instances_image ON instances (image_id);
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -40,6 +40,9 @@ internal sealed class InstanceRow
     public string StopMode { get; set; } = "";
     public long BootGeneration { get; set; }
     public string? StatusMessage { get; set; }
+    public string? ImageId { get; set; }
+    public string? SshKeys { get; set; }
+    public string? PasswordHash { get; set; }
     public string Labels { get; set; } = "{}";
     public string? Description { get; set; }
     public long Version { get; set; }
@@ -80,10 +83,19 @@ internal sealed class ImageRow
     public string Readiness { get; set; } = "";
     public string? Description { get; set; }
     public long BuiltIn { get; set; }
+    public string? OwnerId { get; set; }
+    public string? Sha256 { get; set; }
+    public long? SizeBytes { get; set; }
+    public long? VirtualSizeBytes { get; set; }
+    public string? SourceFormat { get; set; }
     public string CreatedAt { get; set; } = "";
 
     public Image ToApi() => new()
     {
+        Sha256 = Sha256,
+        SizeBytes = SizeBytes,
+        VirtualSizeBytes = VirtualSizeBytes,
+        SourceFormat = SourceFormat,
         Id = Id,
         Name = Name,
         Project = Project,

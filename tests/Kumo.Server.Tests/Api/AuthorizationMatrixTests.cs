@@ -67,6 +67,10 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/nodes/{name}/undrain"] = new(Login, Deny, Deny, Ok),
         ["GET /api/v1/images"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/images/{name}"] = new(Login, Ok, Ok, Ok),
+        // Imports land in the caller's own project; the built-in 'tiny' has no stored disk (409) and cannot be removed (409).
+        ["POST /api/v1/images/import"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/images/{name}/content"] = new(Login, Ok, Ok, Ok),
+        ["DELETE /api/v1/images/{name}"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/instances"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}"] = new(Login, Ok, Hide, Ok),
@@ -116,6 +120,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Deny, Deny, Deny),
         ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
         ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
     };
@@ -135,6 +140,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/Heartbeat"] = new(Login, Login, Login, Login, Ok),
         ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Login, Login, Login, Ok),
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Login, Login, Login, Ok),
+        // A node gets only images its instances use; an unknown node id is NOT_FOUND from the handler.
+        ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Login, Login, Login, Ok),
         // No method behind them to refuse or serve: UNIMPLEMENTED for everyone.
         ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
         ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
@@ -418,6 +425,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "POST /kumo.agent.v1.AgentControl/Heartbeat" => Grpc(new HeartbeatRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/WatchDesired" => Grpc(new WatchRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ReportStatus" => Grpc(new StatusReport { NodeId = "no-such-node" }),
+            "POST /kumo.agent.v1.AgentControl/ImageFetch" => Grpc(new ImageFetchRequest { NodeId = "no-such-node", ImageId = "none" }),
+            // Not an image: refused by the importer (422) after the policy let it through.
+            "POST /api/v1/images/import" => Bytes("not an image"u8.ToArray(), "application/octet-stream"),
             // The catch-all gRPC routes only match requests that look like gRPC.
             _ when endpoint.StartsWith("ANY ", StringComparison.Ordinal) => Grpc(new HeartbeatRequest()),
             _ => null,

@@ -44,7 +44,7 @@ public sealed class ControlPlane : IAsyncDisposable
     public static async Task<ControlPlane> StartAsync(SchedulerOptions? scheduler = null, TimeProvider? time = null)
     {
         var plane = new ControlPlane(scheduler ?? new SchedulerOptions(), time ?? TimeProvider.System);
-        await new ImageService(plane.Database, plane.Time).EnsureBuiltInsAsync(CancellationToken.None);
+        await new ImageService(plane.Database, new Kumo.Server.Images.ImageStorage(plane._dir.Path), plane.Time).EnsureBuiltInsAsync(CancellationToken.None);
         return plane;
     }
 

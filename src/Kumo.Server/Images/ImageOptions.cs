@@ -1,0 +1,13 @@
+namespace Kumo.Server.Images;
+
+public sealed record ImageOptions
+{
+    /// <summary>
+    /// The largest upload, and the most an archive may expand to: anything past it is refused (413) as it streams in,
+    /// so a decompression bomb stops here.
+    /// </summary>
+    public long MaxImageBytes { get; init; } = 64L * 1024 * 1024 * 1024;
+
+    /// <summary>The largest disk (as the guest sees it) an image may declare; a qcow2 can claim petabytes in a few bytes.</summary>
+    public long MaxVirtualBytes { get; init; } = 256L * 1024 * 1024 * 1024;
+}
