@@ -26,9 +26,13 @@ public sealed partial class UserService(
 
     private readonly ConcurrentDictionary<string, IReadOnlySet<string>> _membership = new();
 
+    /// <summary>Bumped by every invalidation, so a read that started before a change never caches its answer.</summary>
+    private long _generation;
+
     /// <summary>Drops cached memberships and token decisions (any identity change).</summary>
     public void Invalidate()
     {
+        Interlocked.Increment(ref _generation);
         _membership.Clear();
         tokens.Invalidate();
     }
@@ -36,9 +40,12 @@ public sealed partial class UserService(
     public async Task<IReadOnlySet<string>> ProjectsOfAsync(string userId, CancellationToken ct)
     {
         if (_membership.TryGetValue(userId, out var cached)) return cached;
+        var generation = Interlocked.Read(ref _generation);
         var set = (await db.ReadAsync(c => c.Query<string>("SELECT project FROM project_members WHERE user_id = @userId", new { userId }).ToList(), ct))
             .ToHashSet(StringComparer.Ordinal);
         _membership[userId] = set;
+        // An invalidation that ran while we read may have cleared the cache before our store: take it back out.
+        if (Interlocked.Read(ref _generation) != generation) _membership.TryRemove(userId, out _);
         return set;
     }
 
