@@ -11,6 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNTIME_PACKAGES=(
     qemu-system-x86 qemu-utils busybox-static socat sqlite3 ca-certificates curl procps iproute2
     jq          # ./kumo reads the REST API's JSON
+    openssl     # kumod hashes guest passwords (openssl passwd -6) for cloud-init seeds
 )
 
 # What the test suites need on top. Add a package here when a test starts needing it.
