@@ -52,10 +52,10 @@ internal static class IdentityEndpoints
             .Requires("user", "disable");
         users.MapPost("/{name}/enable", (UserService s, HttpContext http, string name, CancellationToken ct) => s.SetDisabledAsync(name, false, Caller.Of(http), ct))
             .Requires("user", "disable");
-        users.MapDelete("/{name}", async (UserService s, InstanceService instances, HttpContext http, string name, string? resources, string? to, CancellationToken ct) =>
+        users.MapDelete("/{name}", async (UserService s, InstanceService instances, QuotaService quotas, HttpContext http, string name, string? resources, string? to, CancellationToken ct) =>
         {
             var caller = Caller.Of(http);
-            await s.DeleteAsync(name, resources, to, caller, (ownerId, c) => instances.DeleteAllOwnedAsync(caller, ownerId, c), ct);
+            await s.DeleteAsync(name, resources, to, caller, (ownerId, c) => instances.DeleteAllOwnedAsync(caller, ownerId, c), quotas, ct);
             return TypedResults.NoContent();
         }).Requires("user", "delete");
 

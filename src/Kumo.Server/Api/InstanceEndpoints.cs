@@ -64,11 +64,13 @@ internal static class InstanceEndpoints
 
     private static string ETag(long version) => $"\"{version.ToString(CultureInfo.InvariantCulture)}\"";
 
-    private static long ParseIfMatch(string header)
+    /// <summary>The version an If-Match names, or null for <c>*</c> (RFC 9110: any current representation).</summary>
+    private static long? ParseIfMatch(string header)
     {
         if (string.IsNullOrWhiteSpace(header))
             throw new ProblemException(428, ProblemTypes.PreconditionRequired, "If-Match is required",
                 "send the ETag from GET in an If-Match header so concurrent changes are not lost");
+        if (header.Trim() == "*") return null;
         var v = header.Trim().Trim('"');
         if (v.StartsWith("W/", StringComparison.Ordinal)) v = v[2..].Trim('"');
         return long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var version)

@@ -34,6 +34,26 @@ public sealed class QuotaService(Database db, IOptions<QuotaDefaults> defaults)
             CheckOne(ctx, "project", project, projectLimits, "project = @subject", project, r);
     }
 
+    /// <summary>
+    /// Throws a quota-exceeded problem if what a user owns now (inside <paramref name="ctx"/>, e.g. after resources
+    /// were reassigned to them) is over their limits. Unlike <see cref="Check"/> nothing new is asked for.
+    /// </summary>
+    internal void EnsureWithin(WriteContext ctx, string userId, string userName, bool isAdmin)
+    {
+        if ((Limits(ctx, "user", userId) ?? (isAdmin ? null : Defaults())) is not { } limits) return;
+        var used = ctx.QueryRow(UsageSql("owner_id = @subject"), ReadUsage, ("$subject", userId))!;
+        string? over =
+            used.Vms > limits.Vms ? $"vms: {used.Vms} VMs of {limits.Vms}"
+            : used.Containers > limits.Containers ? $"containers: {used.Containers} containers of {limits.Containers}"
+            : used.Vcpus > limits.Vcpus ? $"vcpus: {used.Vcpus} vCPUs of {limits.Vcpus}"
+            : used.MemoryBytes > limits.MemoryBytes ? $"memory: {ByteSize.Human(used.MemoryBytes ?? 0)} of {ByteSize.Human(limits.MemoryBytes!.Value)}"
+            : used.DiskBytes > limits.DiskBytes ? $"disk: {ByteSize.Human(used.DiskBytes ?? 0)} of {ByteSize.Human(limits.DiskBytes!.Value)}"
+            : null;
+        if (over is not null)
+            throw new ProblemException(403, ProblemTypes.QuotaExceeded, "Quota exceeded",
+                $"user '{userName}' would be over quota for {over}; raise their quota (kumo quota set {userName} ...) or reassign to someone else");
+    }
+
     private static void CheckOne(WriteContext ctx, string scope, string name, QuotaLimits limits, string where, string subject, Request r)
     {
         var used = ctx.QueryRow(UsageSql(where), ReadUsage, ("$subject", subject))!;

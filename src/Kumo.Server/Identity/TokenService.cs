@@ -23,7 +23,14 @@ public sealed class TokenService(Database db, TimeProvider time)
     public static string HashOf(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
     /// <summary>Forgets every cached decision (roles, memberships, tokens or users changed).</summary>
-    public void Invalidate() => _cache.Clear();
+    /// <summary>Bumped by every invalidation, so a lookup that started before a revoke never caches its answer.</summary>
+    private long _generation;
+
+    public void Invalidate()
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.Clear();
+    }
 
     internal (string Secret, TokenRow Row) Issue(WriteContext ctx, string userId, string kind, string? name, TimeSpan? lifetime)
     {
@@ -52,6 +59,7 @@ public sealed class TokenService(Database db, TimeProvider time)
         var now = time.GetUtcNow();
         if (_cache.TryGetValue(hash, out var hit) && now - hit.CachedAt < CacheFor && (hit.Expires is null || hit.Expires > now))
             return hit.Caller with { SourceAddress = source };
+        var generation = Interlocked.Read(ref _generation);
         var found = await db.ReadAsync(c => c.QuerySingleOrDefault<(string UserId, string Name, string Role, long Disabled, string? ExpiresAt, long Revoked)>(
             "SELECT u.id, u.name, u.role, u.disabled, t.expires_at, t.revoked FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = @hash",
             new { hash }), ct);
@@ -60,6 +68,7 @@ public sealed class TokenService(Database db, TimeProvider time)
         if (expires <= now) return null;
         var caller = new Caller(found.UserId, found.Name, found.Role, source);
         _cache[hash] = (caller, expires, now);
+        if (Interlocked.Read(ref _generation) != generation) _cache.TryRemove(hash, out _);
         return caller;
     }
 

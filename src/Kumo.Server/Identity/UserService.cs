@@ -26,9 +26,13 @@ public sealed partial class UserService(
 
     private readonly ConcurrentDictionary<string, IReadOnlySet<string>> _membership = new();
 
+    /// <summary>Bumped by every invalidation, so a read that started before a change never caches its answer.</summary>
+    private long _generation;
+
     /// <summary>Drops cached memberships and token decisions (any identity change).</summary>
     public void Invalidate()
     {
+        Interlocked.Increment(ref _generation);
         _membership.Clear();
         tokens.Invalidate();
     }
@@ -36,9 +40,12 @@ public sealed partial class UserService(
     public async Task<IReadOnlySet<string>> ProjectsOfAsync(string userId, CancellationToken ct)
     {
         if (_membership.TryGetValue(userId, out var cached)) return cached;
+        var generation = Interlocked.Read(ref _generation);
         var set = (await db.ReadAsync(c => c.Query<string>("SELECT project FROM project_members WHERE user_id = @userId", new { userId }).ToList(), ct))
             .ToHashSet(StringComparer.Ordinal);
         _membership[userId] = set;
+        // An invalidation that ran while we read may have cleared the cache before our store: take it back out.
+        if (Interlocked.Read(ref _generation) != generation) _membership.TryRemove(userId, out _);
         return set;
     }
 
@@ -189,7 +196,12 @@ public sealed partial class UserService(
         var n = await db.WriteAsync(ctx =>
         {
             ctx.OnCommit(Invalidate);
-            return ctx.Connection.Execute("UPDATE users SET disabled = @d WHERE name = @name", new { d = disabled ? 1 : 0, name }, ctx.Transaction);
+            var changed = ctx.Connection.Execute("UPDATE users SET disabled = @d WHERE name = @name", new { d = disabled ? 1 : 0, name }, ctx.Transaction);
+            // Disabling ends every session and API token for good: re-enabling the account must not revive a
+            // token that leaked while it was disabled. The user logs in again and makes new API tokens.
+            if (disabled)
+                ctx.Connection.Execute("UPDATE tokens SET revoked = 1 WHERE revoked = 0 AND user_id = (SELECT id FROM users WHERE name = @name)", new { name }, ctx.Transaction);
+            return changed;
         }, ct);
         if (n == 0) throw ProblemException.NotFound("user", name);
         return await GetAsync(name, ct);
@@ -197,10 +209,10 @@ public sealed partial class UserService(
 
     /// <summary>
     /// Deletes a user. Their instances are either deleted (handed to <paramref name="deleteInstances"/>) or
-    /// reassigned to another user's personal project; the call refuses to orphan anything.
+    /// reassigned to another user's personal project (within that user's quota); the call refuses to orphan anything.
     /// </summary>
     public async Task DeleteAsync(string name, string? resources, string? reassignTo, Caller caller,
-        Func<string, CancellationToken, Task> deleteInstances, CancellationToken ct)
+        Func<string, CancellationToken, Task> deleteInstances, QuotaService quotas, CancellationToken ct)
     {
         if (name == caller.UserName) throw ProblemException.InvalidState("you cannot delete your own account");
         var user = await db.ReadAsync(c => c.QuerySingleOrDefault<UserRow>("SELECT * FROM users WHERE name = @name", new { name }), ct)
@@ -226,6 +238,7 @@ public sealed partial class UserService(
                     throw ProblemException.Conflict($"'{target.Name}' already has instances with the same names; rename or delete them first");
                 c.Execute("UPDATE instances SET owner_id = @to, project = CASE WHEN project = @fromProject THEN @toProject ELSE project END, version = version + 1 WHERE owner_id = @from",
                     new { to = target.Id, from = user.Id, fromProject = user.Name, toProject = target.Name }, ctx.Transaction);
+                quotas.EnsureWithin(ctx, target.Id, target.Name, target.Role == Roles.Admin);
             }
             if (c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @Id", user, ctx.Transaction) > 0)
                 throw ProblemException.InvalidState($"user '{name}' still owns instances (a delete is still running); try again when they are gone");

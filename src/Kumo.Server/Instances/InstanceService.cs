@@ -207,7 +207,7 @@ public sealed class InstanceService(
         return operations.Insert(ctx, "delete", name, row.Id, PowerStates.Deleted, 0, "delete requested", project: project, userId: caller.UserId);
     }
 
-    public Task<Instance> PutAsync(string project, string name, InstancePut? put, long ifMatch, CancellationToken ct)
+    public Task<Instance> PutAsync(string project, string name, InstancePut? put, long? ifMatch, CancellationToken ct)
     {
         if (put is null)
             throw new ProblemException(400, ProblemTypes.MalformedBody, "The request body is missing", "send a JSON object");
@@ -219,7 +219,7 @@ public sealed class InstanceService(
         return db.WriteAsync(ctx =>
         {
             var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
-            if (row.Version != ifMatch)
+            if (ifMatch is not null && row.Version != ifMatch)
                 throw new ProblemException(412, ProblemTypes.PreconditionFailed, "The instance changed since you read it",
                     $"If-Match version {ifMatch} is stale; the current version is {row.Version}; read it again and retry");
             if (put.Labels is not null) row.Labels = Json.Labels(put.Labels);

@@ -190,6 +190,26 @@ public sealed class InstanceEndpointsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Put_WithIfMatchStar_UpdatesWhateverTheCurrentVersion()
+    {
+        await _server.CreateAsync(new InstancesPost { Name = "web" });
+        Assert.Equal(HttpStatusCode.OK, (await PutAsync("web", new InstancePut { Description = "first" }, "\"1\"")).StatusCode);
+
+        var response = await PutAsync("web", new InstancePut { Description = "second" }, "*");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("\"3\"", response.Headers.ETag?.Tag);
+    }
+
+    [Fact]
+    public async Task Put_WithIfMatchStar_OnAMissingInstance_Returns404()
+    {
+        var response = await PutAsync("ghost", new InstancePut { Description = "x" }, "*");
+
+        await response.AssertProblemAsync(HttpStatusCode.NotFound, ProblemTypes.NotFound);
+    }
+
+    [Fact]
     public async Task Put_WithoutIfMatch_Returns428()
     {
         await _server.CreateAsync(new InstancesPost { Name = "web" });

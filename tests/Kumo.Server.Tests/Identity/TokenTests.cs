@@ -93,6 +93,21 @@ public sealed class TokenTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReEnabledUser_TokensFromBeforeTheDisable_StayRevoked()
+    {
+        var apiToken = await CreateTokenAsync(_alice);
+        using var script = _server.ClientFor(apiToken.Secret);
+        Assert.Equal(HttpStatusCode.OK, (await _server.Client.PostAsync("/api/v1/users/alice/disable", null)).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await _server.Client.PostAsync("/api/v1/users/alice/enable", null)).StatusCode);
+
+        await (await _alice.GetAsync("/api/v1/auth/whoami")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+        await (await script.GetAsync("/api/v1/auth/whoami")).AssertProblemAsync(HttpStatusCode.Unauthorized, ProblemTypes.Unauthorized);
+        using var again = _server.ClientFor(await _server.LoginAsync("alice", "alice-password"));
+        Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/v1/auth/whoami")).StatusCode);
+    }
+
+    [Fact]
     public async Task Logout_RevokesTheSessionTokenOnly()
     {
         using var session = _server.ClientFor(await _server.LoginAsync("alice", "alice-password"));

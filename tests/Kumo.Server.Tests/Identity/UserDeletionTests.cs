@@ -85,6 +85,24 @@ public sealed class UserDeletionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Delete_WithReassign_BeyondTheTargetsQuota_Returns403NamingTheQuotaAndChangesNothing()
+    {
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
+        using var put = await _server.Client.PutAsync("/api/v1/quotas/user/bob", JsonContent.Create(new QuotaPut { Vms = 1 }, options: Problems.Json));
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        await CreateAsync(_alice, "a1");
+        await CreateAsync(_bob, "b1");
+
+        using var response = await _server.Client.DeleteAsync("/api/v1/users/alice?resources=reassign&to=bob");
+
+        var problem = await response.AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.QuotaExceeded);
+        Assert.Contains("user 'bob' would be over quota for vms: 2 VMs of 1", problem.Detail);
+        Assert.Equal(["a1"], await NamesAsync(_alice));
+        Assert.Equal(["b1"], await NamesAsync(_bob));
+        Assert.Equal(HttpStatusCode.OK, (await _alice.GetAsync("/api/v1/auth/whoami")).StatusCode);
+    }
+
+    [Fact]
     public async Task Delete_WithReassign_ToAnUnknownUser_Returns400()
     {
         await using var agent = await FakeAgent.StartAsync(_server, "node-a");
