@@ -41,6 +41,8 @@ public sealed class PersistedValuesTests
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
                 "VolumeInUse=https://kumo.dev/problems/volume-in-use",
+                "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
+                "WebSocketRequired=https://kumo.dev/problems/websocket-required",
             ]
         },
     };
