@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Kumo.Agent.Images;
+using Kumo.Agent.Metrics;
 using Kumo.Agent.Qemu;
 using Kumo.Agent.Reconcile;
 using Kumo.Agent.Security;
@@ -36,6 +37,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var reconciler = new Reconciler(driver, images, reporter, options, loggers);
+        var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);
@@ -63,7 +65,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, stoppingToken);
+                await RunConnectedAsync(client, reply, reporter, reconciler, metrics, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -106,7 +108,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
-        Reconciler reconciler, CancellationToken stoppingToken)
+        Reconciler reconciler, MetricsReporter metrics, CancellationToken stoppingToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var ct = session.Token;
@@ -150,7 +152,14 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             }
         }
 
-        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync() };
+        async Task MetricsAsync()
+        {
+            await metrics.RunAsync(client, nodeId, ct);
+            // Only an older kumod ends it early: wait with the others.
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), MetricsAsync() };
         try
         {
             await await Task.WhenAny(tasks);

@@ -308,6 +308,7 @@ public sealed class InstanceService(
     {
         if (failOpsWith is not null) operations.FailAll(ctx, row.Id, failOpsWith);
         CloseUsage(ctx, row.Id);
+        Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)
         {
