@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
 using Kumo.Agent.Metrics;
 using Kumo.Agent.Qemu;
@@ -36,7 +37,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
-        var reconciler = new Reconciler(driver, images, reporter, options, loggers);
+        var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers);
+        var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
@@ -65,7 +68,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, metrics, stoppingToken);
+                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -105,10 +108,11 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             backoff = TimeSpan.FromMilliseconds(Math.Min(5000, backoff.TotalMilliseconds * 2));
         }
         await reconciler.StopAsync();
+        await consoles.CloseAllAsync();
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
-        Reconciler reconciler, MetricsReporter metrics, CancellationToken stoppingToken)
+        Reconciler reconciler, ConsoleSessions sessions, MetricsReporter metrics, CancellationToken stoppingToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var ct = session.Token;
@@ -159,7 +163,13 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             await Task.Delay(Timeout.Infinite, ct);
         }
 
-        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), MetricsAsync() };
+        async Task ConsolesAsync()
+        {
+            await sessions.WatchAsync(client, nodeId, ct);
+            throw new ReconnectException("console watch ended");
+        }
+
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync(), MetricsAsync() };
         try
         {
             await await Task.WhenAny(tasks);

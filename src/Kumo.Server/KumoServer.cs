@@ -133,6 +133,7 @@ public static partial class KumoServer
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Metrics));
         s.AddSingleton<Monitoring.MetricsStore>();
         s.AddSingleton<Monitoring.MetricsService>();
+        s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -160,6 +161,8 @@ public static partial class KumoServer
         // caller (set by authentication) from the HttpContext when it writes the entry, after they have run.
         app.UseKumoAudit();
         app.UseKumoProblems();
+        // After audit, which wraps the upgrade so a WebSocket session is recorded like any other request.
+        app.UseWebSockets();
         app.UseRouting();
         app.UseKumoAuthentication();
         app.UseKumoAuthorization();
@@ -177,6 +180,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        ConsoleEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);

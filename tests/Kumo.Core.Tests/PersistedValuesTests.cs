@@ -38,6 +38,8 @@ public sealed class PersistedValuesTests
                 "Internal=https://kumo.dev/problems/internal",
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
+                "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
+                "WebSocketRequired=https://kumo.dev/problems/websocket-required",
             ]
         },
     };

@@ -45,7 +45,18 @@ public sealed partial class MetricsReporter(QemuDriver driver, AgentOptions opti
         using var timer = new PeriodicTimer(options.MetricsInterval);
         do
         {
-            var report = await SampleAsync(nodeId, ct);
+            MetricsReport report;
+            try
+            {
+                report = await SampleAsync(nodeId, ct);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException
+                or ArgumentException or InvalidOperationException)
+            {
+                // A sample that cannot be read must not cost the connection (guests and heartbeats go on): skip it.
+                LogSampleFailed(e.Message);
+                continue;
+            }
             try
             {
                 await client.ReportMetricsAsync(report, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: ct);
@@ -59,6 +70,9 @@ public sealed partial class MetricsReporter(QemuDriver driver, AgentOptions opti
         }
         while (await timer.WaitForNextTickAsync(ct));
     }
+
+    [LoggerMessage(LogLevel.Warning, "metrics sample skipped: {Reason}")]
+    private partial void LogSampleFailed(string reason);
 
     [LoggerMessage(LogLevel.Warning, "kumod does not take metrics reports ({Reason}); not sampling")]
     private partial void LogUnsupported(string reason);
