@@ -18,6 +18,7 @@ internal static class VmCommands
         vm.Subcommands.Add(TopCommands.VmMetrics(cli));
         foreach (var command in VmPowerCommands.Create(cli))
             vm.Subcommands.Add(command);
+        vm.Subcommands.Add(SnapshotCommands.Create(cli));
         vm.Subcommands.Add(VmConsoleCommand.Create(cli));
         return vm;
     }

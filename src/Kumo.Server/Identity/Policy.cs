@@ -57,6 +57,10 @@ public static class Policy
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,
         [("metrics", "list")] = Access.User,
+        [("snapshot", "list")] = Access.User,
+        [("snapshot", "create")] = Access.User,
+        [("snapshot", "restore")] = Access.User,
+        [("snapshot", "delete")] = Access.User,
         // Owner and admins only; the service refuses other users (404 outside their projects, 403 inside).
         [("instance", "console")] = Access.User,
         [("operation", "get")] = Access.User,
