@@ -24,6 +24,24 @@ public sealed class VolumeTests(LocalKumo fixture) : IClassFixture<LocalKumo>
             .Select(l => l["dev=".Length..l.IndexOf(' ', StringComparison.Ordinal)]).FirstOrDefault();
     }
 
+    /// <summary>
+    /// Polls the guest until the volume's disk is there (or gone): PCIe hot-plug reaches the guest's kernel
+    /// asynchronously, a moment after QEMU accepted device_add.
+    /// </summary>
+    private async Task<string?> WaitDeviceAsync(Instance vm, string volume, bool present)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var dev = await DeviceAsync(vm, volume);
+            if ((dev is not null) == present) return dev;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"{vm.Name}: volume {volume} still {(present ? "absent" : "present")}; guest has: "
+                    + await ShellAsync(vm, "ls /sys/block; dmesg | tail -20") + "\n" + Env.Diagnostics());
+            await Task.Delay(200);
+        }
+    }
+
     private async Task<long> SectorsAsync(Instance vm, string device) =>
         long.Parse((await ShellAsync(vm, $"cat /sys/block/{device}/size")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
@@ -61,7 +79,7 @@ public sealed class VolumeTests(LocalKumo fixture) : IClassFixture<LocalKumo>
         await CreateVolumeAsync("vol1", "64M");
 
         await DoAsync("vol1", "attach", new VolumeAction { Instance = "volvm1" });
-        var dev = await DeviceAsync(vm1, "vol1");
+        var dev = await WaitDeviceAsync(vm1, "vol1", present: true);
         Assert.True(dev is not null, "the guest should see a disk with serial vol1 at once (hot-plug)");
         Assert.Equal(64L * 1024 * 1024 / 512, await SectorsAsync(vm1, dev));
         await ShellAsync(vm1, $"mke2fs -F -q /dev/{dev} && mkdir -p /mnt/v && mount /dev/{dev} /mnt/v && echo kumo-vol-data > /mnt/v/proof && umount /mnt/v && sync");
@@ -71,11 +89,11 @@ public sealed class VolumeTests(LocalKumo fixture) : IClassFixture<LocalKumo>
         Assert.Equal((HttpStatusCode.Conflict, ProblemTypes.VolumeInUse), (status, problem!.Type));
 
         await DoAsync("vol1", "detach", new VolumeAction { Instance = "volvm1" });
-        Assert.Null(await DeviceAsync(vm1, "vol1"));
+        Assert.Null(await WaitDeviceAsync(vm1, "vol1", present: false));
 
         await DoAsync("vol1", "resize", new VolumeAction { Size = "128M" });
         await DoAsync("vol1", "attach", new VolumeAction { Instance = "volvm2" });
-        var dev2 = await DeviceAsync(vm2, "vol1");
+        var dev2 = await WaitDeviceAsync(vm2, "vol1", present: true);
         Assert.True(dev2 is not null, "volvm2 should see vol1");
         Assert.Equal(128L * 1024 * 1024 / 512, await SectorsAsync(vm2, dev2));
         Assert.Contains("kumo-vol-data", await ShellAsync(vm2, $"mkdir -p /mnt/v && mount /dev/{dev2} /mnt/v && cat /mnt/v/proof; umount /mnt/v"));
@@ -86,7 +104,7 @@ public sealed class VolumeTests(LocalKumo fixture) : IClassFixture<LocalKumo>
 
         // The attachment is desired state: a restart plugs it in again at launch.
         Assert.Equal(OperationStatuses.Succeeded, (await Env.DoAsync("volvm2", "restart")).Status);
-        var after = await DeviceAsync(vm2, "vol1");
+        var after = await WaitDeviceAsync(vm2, "vol1", present: true);
         Assert.True(after is not null, "vol1 should be attached again after the restart");
         Assert.Contains("kumo-vol-data", await ShellAsync(vm2, $"mount /dev/{after} /mnt/v 2>/dev/null || (mkdir -p /mnt/v && mount /dev/{after} /mnt/v); cat /mnt/v/proof; umount /mnt/v"));
 
