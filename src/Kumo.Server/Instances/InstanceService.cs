@@ -324,6 +324,7 @@ public sealed class InstanceService(
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
+        Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)
         {
