@@ -121,6 +121,7 @@ public static partial class KumoServer
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<Snapshots.SnapshotService>();
+        s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
         s.AddSingleton(new ImageStorage(options.StateDir));
@@ -182,6 +183,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
+        VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);

@@ -2,7 +2,11 @@ using Kumo.Agent.Images;
 
 namespace Kumo.Agent.Qemu;
 
-public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image);
+public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image)
+{
+    /// <summary>Volumes plugged in at launch.</summary>
+    public IReadOnlyList<VolumeAttachment> Volumes { get; init; } = [];
+}
 
 /// <summary>What is on this node for one instance, read from its directory and /proc.</summary>
 public sealed record VmObservation(bool DiskExists, int? Pid, long BootedGeneration)
@@ -61,4 +65,23 @@ public interface IVmDriver
     (long Generation, string Error) RestoredGeneration(string id);
 
     Task SetRestoredGenerationAsync(string id, long generation, string error, CancellationToken ct);
+
+    /// <summary>Ids of the volume files on this node.</summary>
+    IReadOnlyList<string> ListVolumes();
+
+    Task EnsureVolumeAsync(string volumeId, long sizeBytes, CancellationToken ct);
+
+    Task<long> VolumeSizeAsync(string volumeId, CancellationToken ct);
+
+    /// <summary>Grows a volume; through <paramref name="runningInstance"/>'s QEMU when that guest has it plugged in.</summary>
+    Task ResizeVolumeAsync(string volumeId, long sizeBytes, string? runningInstance, CancellationToken ct);
+
+    void DeleteVolume(string volumeId);
+
+    /// <summary>Volume id to root-port index of the volumes plugged into a running guest.</summary>
+    Task<IReadOnlyDictionary<string, int>> AttachedVolumesAsync(string id, CancellationToken ct);
+
+    Task HotPlugAsync(string id, string volumeId, string name, int port, CancellationToken ct);
+
+    Task UnplugAsync(string id, string volumeId, CancellationToken ct);
 }

@@ -122,6 +122,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             "-pidfile", PidFile(id),
             "-daemonize",
         };
+        AddVolumeArgs(args, spec.Volumes);
         if (spec.Image.Kernel is { } kernel)
         {
             args.AddRange(["-kernel", kernel, "-append", spec.Image.Cmdline]);

@@ -13,7 +13,8 @@ namespace Kumo.Agent.Reconcile;
 /// idempotent, so a crash at any point is repaired by the next pass.
 /// </summary>
 internal sealed partial class InstanceWorker(
-    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILogger logger)
+    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, VolumeManager volumes,
+    AgentOptions options, ILogger logger)
 {
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile DesiredInstance? _desired;
@@ -91,6 +92,7 @@ internal sealed partial class InstanceWorker(
             }
             await consoles.CloseAsync(id);
             await driver.DeleteAsync(id, ct);
+            volumes.SetInUse(id, []);
             await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
             LogDeleted(id, d is null ? "no longer assigned to this node" : "deleted");
             return true;
@@ -113,6 +115,7 @@ internal sealed partial class InstanceWorker(
                 _snapshots = null;
             }
             await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
+            await VolumesAsync(d, running: false, ct);
             await ReportAsync(InstanceStates.Stopped, "stopped", obs.BootedGeneration, ct);
             return false;
         }
@@ -130,6 +133,7 @@ internal sealed partial class InstanceWorker(
             {
                 // It ran the requested boot and then stopped: the guest powered itself off (or was killed).
                 await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
+                await VolumesAsync(d, running: false, ct);
                 await ReportAsync(InstanceStates.Stopped, "the guest stopped on its own", obs.BootedGeneration, ct);
                 return false;
             }
@@ -161,6 +165,7 @@ internal sealed partial class InstanceWorker(
             Kick();
             return false;
         }
+        await VolumesAsync(d, running: true, ct);
         var pid = obs.Pid!.Value;
         // Before readiness, so the console (and its log) has the boot from the first line; again for adopted guests.
         consoles.Get(id)?.Attach(pid);
@@ -231,11 +236,11 @@ internal sealed partial class InstanceWorker(
     {
         var progress = new Progress<string>(m => _ = ReportAsync(InstanceStates.Creating, m, d.BootGeneration, ct));
         var image = await images.ResolveAsync(d.Image, d.ImageId, d.ImageSha256, d.Readiness, progress, ct);
-        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image);
+        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct) };
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>
-        reporter.ReportAsync(WithSnapshots(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation }), ct);
+        reporter.ReportAsync(WithVolumes(WithSnapshots(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation })), ct);
 
     [LoggerMessage(LogLevel.Warning, "instance {Id}: converge failed")]
     private partial void LogConvergeFailed(string id, Exception e);

@@ -12,11 +12,15 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
     private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
+    private readonly VolumeManager _volumes = new(driver, reporter, loggers.CreateLogger<VolumeManager>());
+    private Task? _volumeLoop;
 
     public int Workers => _workers.Count;
 
     public void Apply(DesiredState state, CancellationToken ct)
     {
+        _volumes.Apply(state.Volumes);
+        _volumeLoop ??= Task.Run(() => _volumes.RunAsync(options.ResyncInterval, ct), ct);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
         foreach (var d in state.Instances)
         {
@@ -38,7 +42,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, consoles, options, _logger);
+            var worker = new InstanceWorker(id, driver, images, reporter, consoles, _volumes, options, _logger);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))
@@ -71,5 +75,5 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
     }
 
     /// <summary>Waits for every worker loop to end (agent shutdown).</summary>
-    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run));
+    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run).Append(_volumeLoop ?? Task.CompletedTask));
 }

@@ -15,7 +15,7 @@ namespace Kumo.Server.Agents;
 /// </summary>
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
-    Snapshots.SnapshotService snapshots,
+    Snapshots.SnapshotService snapshots, Volumes.VolumeService volumes,
     Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time)
     : AgentControl.AgentControlBase
 {
@@ -76,15 +76,17 @@ public sealed class AgentControlService(
         if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
             return new StatusReply();
         nodes.Touch(request.NodeId);
-        if (request.Instances.Count > 0)
+        if (request.Instances.Count > 0 || request.Volumes.Count > 0)
         {
             await db.WriteAsync(ctx =>
             {
                 foreach (var s in request.Instances)
                 {
                     snapshots.ApplyReport(ctx, request.NodeId, s);
+                    volumes.ApplyInstanceReport(ctx, request.NodeId, s);
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
                 }
+                volumes.ApplyNodeReport(ctx, request.NodeId, request.Volumes);
             }, context.CancellationToken);
         }
         return new StatusReply();
@@ -191,6 +193,7 @@ public sealed class AgentControlService(
             });
         }
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);
+        Volumes.VolumeService.AddDesired(c, nodeId, state, byId);
         return state;
     }, ct);
 }

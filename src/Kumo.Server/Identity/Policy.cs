@@ -61,6 +61,13 @@ public static class Policy
         [("snapshot", "create")] = Access.User,
         [("snapshot", "restore")] = Access.User,
         [("snapshot", "delete")] = Access.User,
+        [("volume", "list")] = Access.User,
+        [("volume", "get")] = Access.User,
+        [("volume", "create")] = Access.User,
+        [("volume", "attach")] = Access.User,
+        [("volume", "detach")] = Access.User,
+        [("volume", "resize")] = Access.User,
+        [("volume", "delete")] = Access.User,
         // Owner and admins only; the service refuses other users (404 outside their projects, 403 inside).
         [("instance", "console")] = Access.User,
         [("operation", "get")] = Access.User,

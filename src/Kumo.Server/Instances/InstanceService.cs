@@ -322,6 +322,7 @@ public sealed class InstanceService(
         // Operations still open (a snapshot being made, say) can no longer finish once the instance is gone.
         operations.FailAll(ctx, row.Id, failOpsWith ?? "the instance was deleted");
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
+        Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
         Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
