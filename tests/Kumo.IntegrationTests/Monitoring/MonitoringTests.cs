@@ -8,7 +8,7 @@ namespace Kumo.IntegrationTests.Monitoring;
 
 /// <summary>A real TCG guest sampled by the real agent inside an all-in-one kumod (sampling every second).</summary>
 [Trait("Category", "Slow")]
-public sealed class MonitoringTests
+public sealed class MonitoringTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     [Fact]
     public async Task RunningGuest_HasCpuAndMemorySeries_TopListsIt_AndMeasuredCpuSurvivesAKumodCrashWithoutDoubleCounting()
@@ -32,6 +32,22 @@ public sealed class MonitoringTests
         Assert.True(top.ExitCode == 0, top.Err);
         Assert.Contains("mon1", top.Out);
         Assert.Contains("local", top.Out);
+
+        // The agent's sampler, run here against the same guest: it sees it, and what one sample costs (for the README).
+        var driver = new Kumo.Agent.Qemu.QemuDriver(Path.Combine(env.StateDir, "agent"), "tcg",
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Kumo.Agent.Qemu.QemuDriver>.Instance);
+        var sampler = new Kumo.Agent.Metrics.MetricsReporter(driver, new Kumo.Agent.AgentOptions { NodeName = "local", StateDir = Path.Combine(env.StateDir, "agent") },
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Kumo.Agent.Metrics.MetricsReporter>.Instance);
+        const int Samples = 50;
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+        var wall = Stopwatch.StartNew();
+        for (var i = 0; i < Samples; i++)
+        {
+            var sample = await sampler.SampleAsync("n", CancellationToken.None);
+            Assert.True(Assert.Single(sample.Guests).CpuSeconds > 0);
+        }
+        var cpuMs = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalMilliseconds / Samples;
+        output.WriteLine($"one sample (node + 1 guest, QMP included): {wall.Elapsed.TotalMilliseconds / Samples:0.00} ms wall, {cpuMs:0.00} ms CPU");
 
         double before = 0;
         await KumoEnvironment.WaitUntilAsync(async () => (before = await CpuSecondsAsync(env)) > 0, TimeSpan.FromSeconds(60), "measured CPU-seconds");
