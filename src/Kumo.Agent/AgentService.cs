@@ -32,7 +32,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         Directory.CreateDirectory(options.StateDir);
-        var images = new ImageStore(options.ResolvedImagesDir, options.ScriptsDir);
+        var images = new ImageStore(options.ResolvedImagesDir, options.ScriptsDir, Path.Combine(options.StateDir, "images"));
         var accelerator = await AcceleratorProbe.DecideAsync(options, images, _logger, stoppingToken);
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
@@ -67,6 +67,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 LogRegistered(options.NodeName, reply.NodeId, accelerator, cpus, memory / (1024 * 1024));
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
+                images.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
                 await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
             }
@@ -97,6 +98,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 LogDisconnected(options.ServerUrl, e.Message);
             }
             reporter.Detach();
+            images.Detach();
             try
             {
                 await Task.Delay(refused ? RefusedBackoff : backoff, stoppingToken);

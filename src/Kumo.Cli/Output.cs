@@ -166,9 +166,12 @@ internal sealed partial class Output
 
     public IRenderable Images(IReadOnlyList<Image> images)
     {
-        var table = Table("NAME", "TYPE", "READINESS", "BUILT-IN", "DESCRIPTION");
+        var table = Table("NAME", "TYPE", "READINESS", "SIZE", "FORMAT", "BUILT-IN", "DESCRIPTION");
         foreach (var i in images)
-            AddRow(table, i.Name, i.Type, i.Readiness, i.BuiltIn ? "yes" : "no", i.Description);
+        {
+            AddRow(table, i.Name, i.Type, i.Readiness, i.VirtualSizeBytes is { } v ? Size(v) : null, i.SourceFormat,
+                i.BuiltIn ? "yes" : "no", i.Description);
+        }
         return table;
     }
 
@@ -179,6 +182,10 @@ internal sealed partial class Output
         ("Readiness", i.Readiness),
         ("Built-in", i.BuiltIn ? "yes" : "no"),
         ("Description", i.Description),
+        ("Disk size", i.VirtualSizeBytes is { } v ? Size(v) : null),
+        ("Stored", i.SizeBytes is { } s ? Size(s) : null),
+        ("Imported from", i.SourceFormat),
+        ("SHA-256", i.Sha256),
         ("Created", Time(i.CreatedAt)),
         ("Id", i.Id));
 
@@ -306,6 +313,38 @@ internal sealed partial class Output
         return await client.WaitOperationAsync(operation.Id,
             new SyncProgress<OperationEvent>(ev => writer.WriteLine($"{Clock(ev.At)} {what}: {ev.Message ?? ev.Status}")),
             cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs a byte transfer (upload, download): a progress bar for a person at a terminal, otherwise a line at
+    /// every tenth of the way (on stderr when stdout carries JSON or YAML).
+    /// </summary>
+    public async Task TransferAsync(string what, long? total, Func<IProgress<long>, Task> transfer)
+    {
+        if (Format == OutputFormat.Table && _env.IsInteractive)
+        {
+            await Console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn())
+                .StartAsync(async context =>
+                {
+                    var task = context.AddTask(Markup.Escape(what), maxValue: total is > 0 ? total.Value : 1);
+                    if (total is not > 0) task.IsIndeterminate = true;
+                    await transfer(new SyncProgress<long>(done => task.Value = done));
+                    task.Value = task.MaxValue;
+                });
+            return;
+        }
+        var writer = Format == OutputFormat.Table ? _env.Out : _env.Error;
+        var lastTenth = -1L;
+        await transfer(new SyncProgress<long>(done =>
+        {
+            var tenth = total is > 0 ? done * 10 / total.Value : done / (100L << 20);
+            if (tenth == lastTenth) return;
+            lastTenth = tenth;
+            writer.WriteLine(total is > 0
+                ? $"{Clock(default)} {what}: {tenth * 10}% of {Size(total.Value)}"
+                : $"{Clock(default)} {what}: {Size(done)}");
+        }));
     }
 
     private static string Clock(DateTimeOffset at) =>

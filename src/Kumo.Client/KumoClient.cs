@@ -113,11 +113,13 @@ public sealed partial class KumoClient : IDisposable
             Content = JsonContent.Create(new NodeTokensPost { Ttl = ttl }, options: JsonOptions),
         }, ReadJsonAsync<NodeToken>, cancellationToken);
 
-    public async Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken = default) =>
-        await SendJsonAsync<Image[]>(HttpMethod.Get, "api/v1/images", cancellationToken);
+    /// <summary>Images visible in the current project; <paramref name="type"/> (vm, container) filters.</summary>
+    public async Task<IReadOnlyList<Image>> ListImagesAsync(string? type = null, CancellationToken cancellationToken = default) =>
+        await SendJsonAsync<Image[]>(HttpMethod.Get,
+            InProject(type is null ? "api/v1/images" : $"api/v1/images?type={Uri.EscapeDataString(type)}"), cancellationToken);
 
     public Task<Image> GetImageAsync(string name, CancellationToken cancellationToken = default) =>
-        SendJsonAsync<Image>(HttpMethod.Get, $"api/v1/images/{Escape(name)}", cancellationToken);
+        SendJsonAsync<Image>(HttpMethod.Get, InProject($"api/v1/images/{Escape(name)}"), cancellationToken);
 
     // ---- instances
 
