@@ -40,6 +40,7 @@ public sealed class PersistedValuesTests
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
+                "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
             ]
         },
     };

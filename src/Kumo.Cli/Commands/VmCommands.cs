@@ -18,6 +18,7 @@ internal static class VmCommands
         foreach (var command in VmPowerCommands.Create(cli))
             vm.Subcommands.Add(command);
         vm.Subcommands.Add(VmConsoleCommand.Create(cli));
+        vm.Subcommands.Add(VmDebugCommand.Create(cli));
         return vm;
     }
 

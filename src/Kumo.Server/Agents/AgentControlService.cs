@@ -15,7 +15,7 @@ namespace Kumo.Server.Agents;
 /// </summary>
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
-    Consoles.ConsoleBroker consoles)
+    Consoles.ConsoleBroker consoles, Debugging.DebugService debug)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -80,7 +80,10 @@ public sealed class AgentControlService(
             await db.WriteAsync(ctx =>
             {
                 foreach (var s in request.Instances)
+                {
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
+                    debug.Observe(ctx, s.Id, s.DebugEndpoint, s.DebugError);
+                }
             }, context.CancellationToken);
         }
         return new StatusReply();
@@ -137,13 +140,14 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash)>(
+            string? SshKeys, string? PasswordHash, long? DebugPort)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, d.port
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
+            LEFT JOIN debug_ports d ON d.instance_id = i.id
             WHERE i.node_id = @nodeId ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
@@ -166,6 +170,7 @@ public sealed class AgentControlService(
                 ImageSha256 = r.ImageSha256 ?? "",
                 ImageSshKeys = r.SshKeys ?? "",
                 ImagePasswordHash = r.PasswordHash ?? "",
+                DebugEndpoint = r.DebugPort is { } port ? debug.EndpointOf(port) : "",
             });
         }
         return state;
