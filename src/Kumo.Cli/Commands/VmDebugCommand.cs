@@ -54,5 +54,5 @@ internal static class VmDebugCommand
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "execvp", SetLastError = true)]
     private static extern int Execvp([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string file,
-        [System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPArray, ArraySubType = System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string?[] argv);
+        [System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPArray, ArraySubType = System.Runtime.InteropServices.UnmanagedType.LPStr)] string?[] argv);
 }
