@@ -36,6 +36,9 @@ public static class ProblemTypes
 
     /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
     public const string ImageTooLarge = Base + "image-too-large";
+
+    /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
+    public const string VolumeInUse = Base + "volume-in-use";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

@@ -16,6 +16,8 @@ public sealed class PersistedValuesTests
         { typeof(NodeStates), ["Ready=ready", "Draining=draining", "Down=down"] },
         { typeof(OperationStatuses), ["Pending=pending", "Running=running", "Succeeded=succeeded", "Failed=failed"] },
         { typeof(ReadinessModes), ["Marker=marker", "Timeout=timeout", "None=none"] },
+        { typeof(SnapshotStates), ["Creating=creating", "Ready=ready", "Deleting=deleting"] },
+        { typeof(VolumeStates), ["Available=available", "Attaching=attaching", "Attached=attached", "Detaching=detaching", "Deleting=deleting"] },
         { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {
             typeof(ProblemTypes),
@@ -38,6 +40,7 @@ public sealed class PersistedValuesTests
                 "Internal=https://kumo.dev/problems/internal",
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
+                "VolumeInUse=https://kumo.dev/problems/volume-in-use",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
                 "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",

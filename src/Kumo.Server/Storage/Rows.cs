@@ -43,6 +43,8 @@ internal sealed class InstanceRow
     public string? ImageId { get; set; }
     public string? SshKeys { get; set; }
     public string? PasswordHash { get; set; }
+    public long RestoreGeneration { get; set; }
+    public string? RestoreSnapshot { get; set; }
     public string Labels { get; set; } = "{}";
     public string? Description { get; set; }
     public long Version { get; set; }
