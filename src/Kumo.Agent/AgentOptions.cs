@@ -49,5 +49,8 @@ public sealed record AgentOptions
     /// <summary>Re-check every instance at least this often (guests that died, missed signals).</summary>
     public TimeSpan ResyncInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often the node and its guests are sampled for monitoring and measured usage.</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

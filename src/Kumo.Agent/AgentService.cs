@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
+using Kumo.Agent.Metrics;
 using Kumo.Agent.Qemu;
 using Kumo.Agent.Reconcile;
 using Kumo.Agent.Security;
@@ -39,6 +40,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
         var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers);
         var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
+        var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);
@@ -66,7 +68,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, stoppingToken);
+                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -110,7 +112,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
-        Reconciler reconciler, ConsoleSessions sessions, CancellationToken stoppingToken)
+        Reconciler reconciler, ConsoleSessions sessions, MetricsReporter metrics, CancellationToken stoppingToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var ct = session.Token;
@@ -154,13 +156,20 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             }
         }
 
+        async Task MetricsAsync()
+        {
+            await metrics.RunAsync(client, nodeId, ct);
+            // Only an older kumod ends it early: wait with the others.
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+
         async Task ConsolesAsync()
         {
             await sessions.WatchAsync(client, nodeId, ct);
             throw new ReconnectException("console watch ended");
         }
 
-        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync() };
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync(), MetricsAsync() };
         try
         {
             await await Task.WhenAny(tasks);

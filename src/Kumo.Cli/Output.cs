@@ -256,25 +256,28 @@ internal sealed partial class Output
 
     public IRenderable Usage(IReadOnlyList<UsageRecord> records)
     {
-        var table = Table("USER", "PROJECT", "RUNNING", "VCPU-SECONDS", "MEMORY MIB-SECONDS", "DISK GIB-HOURS");
+        var table = Table("USER", "PROJECT", "RUNNING", "VCPU-SECONDS", "CPU-SECONDS", "MEMORY MIB-SECONDS", "DISK GIB-HOURS");
         foreach (var r in records)
         {
             AddRow(table, r.User ?? r.UserId ?? "(none)", r.Project, TimeSpan.FromSeconds(Math.Round(r.RunningSeconds)).ToString("c", CultureInfo.InvariantCulture),
-                Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+                Number(r.VcpuSeconds), Number(r.CpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
         }
         return table;
     }
 
-    /// <summary>A header line, then one line per record; numbers in invariant culture, text quoted when needed.</summary>
+    /// <summary>
+    /// A header line, then one line per record; numbers in invariant culture, text quoted when needed. Measured
+    /// cpu_seconds is the last column, so scripts reading the allocated columns by position keep working.
+    /// </summary>
     public static IEnumerable<string> UsageCsv(IReadOnlyList<UsageRecord> records)
     {
-        yield return "user,project,from,to,running_seconds,vcpu_seconds,memory_mib_seconds,disk_gib_hours";
+        yield return "user,project,from,to,running_seconds,vcpu_seconds,memory_mib_seconds,disk_gib_hours,cpu_seconds";
         foreach (var r in records)
         {
             yield return string.Join(',', Csv(r.User ?? r.UserId ?? ""), Csv(r.Project),
                 r.From.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
                 r.To.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
-                Number(r.RunningSeconds), Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+                Number(r.RunningSeconds), Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours), Number(r.CpuSeconds));
         }
     }
 

@@ -41,6 +41,7 @@ public sealed record KumoServerOptions
     public InstanceDefaults Defaults { get; init; } = new();
     public QuotaDefaults Quotas { get; init; } = new();
     public Images.ImageOptions Images { get; init; } = new();
+    public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
@@ -131,6 +132,9 @@ public static partial class KumoServer
         s.AddSingleton<NodeCertificates>();
         s.AddSingleton<AuditLog>();
         s.AddSingleton<UsageService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Metrics));
+        s.AddSingleton<Monitoring.MetricsStore>();
+        s.AddSingleton<Monitoring.MetricsService>();
         s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
         s.AddSingleton<Debugging.DebugService>();
@@ -189,6 +193,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapAdmin(api);
         AuditEndpoints.Map(api);
         UsageEndpoints.Map(api);
+        MetricsEndpoints.Map(app, api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         LogTls(app.Logger, pki, options);
         return app;
