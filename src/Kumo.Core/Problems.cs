@@ -28,6 +28,9 @@ public static class ProblemTypes
     /// <summary>The instance's node is not connected to kumod right now (its console cannot be reached).</summary>
     public const string NodeUnavailable = Base + "node-unavailable";
 
+    /// <summary>Every port of the admin's gdb stub pool is in use.</summary>
+    public const string DebugPortsExhausted = Base + "debug-ports-exhausted";
+
     /// <summary>A plain HTTP request to an endpoint that only speaks WebSocket (the console).</summary>
     public const string WebSocketRequired = Base + "websocket-required";
 

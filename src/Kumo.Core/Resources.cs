@@ -150,3 +150,20 @@ public sealed record NodeToken
     /// <summary>SHA-256 of kumod's CA certificate, for <c>kumo-agent --ca-fingerprint</c>.</summary>
     public required string CaFingerprint { get; init; }
 }
+
+/// <summary>A VM's gdb stub (GET/POST/DELETE /api/v1/instances/NAME/debug).</summary>
+public sealed record DebugStub
+{
+    public bool Enabled { get; init; }
+
+    /// <summary>Where gdb connects: the admin's bind address (the node's name when the stub listens on every address).</summary>
+    public string? Host { get; init; }
+
+    public int? Port { get; init; }
+
+    /// <summary>True once the node confirmed that QEMU listens there.</summary>
+    public bool Active { get; init; }
+
+    /// <summary>The line to give gdb: "target remote HOST:PORT".</summary>
+    public string? Target { get; init; }
+}

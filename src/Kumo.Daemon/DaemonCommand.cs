@@ -32,6 +32,8 @@ public static class DaemonCommand
         var tlsCa = new Option<string>("--tls-ca") { Description = "CA that issued --tls-cert (PEM), published at /api/v1/ca for clients to pin" };
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
+        var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
+        var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -46,7 +48,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -57,6 +59,16 @@ public static class DaemonCommand
             if (!IPEndPoint.TryParse(parse.GetValue(listen)!, out var api) || !IPEndPoint.TryParse(parse.GetValue(agentListen)!, out var grpc))
             {
                 await Console.Error.WriteLineAsync("error: --listen and --agent-listen take IP:PORT, e.g. 127.0.0.1:7400");
+                return 1;
+            }
+            if (Kumo.Server.Debugging.DebugPortOptions.ParseRange(parse.GetValue(debugPorts)!) is not { } debugRange)
+            {
+                await Console.Error.WriteLineAsync("error: --debug-ports takes FIRST-LAST, e.g. 21000-21499");
+                return 1;
+            }
+            if (!IPAddress.TryParse(parse.GetValue(debugBind), out _))
+            {
+                await Console.Error.WriteLineAsync("error: --debug-bind takes an IP address, e.g. 127.0.0.1");
                 return 1;
             }
             Kumo.Server.Identity.Ldap.LdapOptions? ldap = null;
@@ -86,6 +98,7 @@ public static class DaemonCommand
             {
                 Ldap = ldap,
                 StateDir = state,
+                Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,
                 Health = new NodeHealthOptions

@@ -42,6 +42,7 @@ public sealed record KumoServerOptions
     public QuotaDefaults Quotas { get; init; } = new();
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
+    public Debugging.DebugPortOptions Debug { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -136,6 +137,8 @@ public static partial class KumoServer
         s.AddSingleton<Monitoring.MetricsStore>();
         s.AddSingleton<Monitoring.MetricsService>();
         s.AddSingleton<Consoles.ConsoleBroker>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
+        s.AddSingleton<Debugging.DebugService>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -153,6 +156,7 @@ public static partial class KumoServer
         app.Services.GetRequiredService<ImageStorage>().RecoverAsync(db, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<UserService>().BootstrapAsync(InitialAdminFile(options.StateDir), CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<AuditLog>().Start();
+        app.Services.GetRequiredService<Debugging.DebugService>().Sweep();
 
         // Audit is outermost, on purpose:
         // - every request passes it, including those no endpoint takes (404 from routing, routing's own 405/415
@@ -185,6 +189,7 @@ public static partial class KumoServer
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
+        DebugEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);

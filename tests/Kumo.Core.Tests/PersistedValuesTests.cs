@@ -43,6 +43,7 @@ public sealed class PersistedValuesTests
                 "VolumeInUse=https://kumo.dev/problems/volume-in-use",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
+                "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
             ]
         },
     };

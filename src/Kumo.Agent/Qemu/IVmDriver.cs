@@ -45,6 +45,12 @@ public interface IVmDriver
     /// <summary>Stops the guest: a clean guest power-off first unless forced, then QMP quit, then SIGKILL.</summary>
     Task StopAsync(string id, ReadyChannel? channel, bool force, TimeSpan gracePeriod, CancellationToken ct);
 
+    /// <summary>Where the guest's gdb stub listens now (HOST:PORT), or null.</summary>
+    string? DebugEndpoint(string id);
+
+    /// <summary>Starts the guest's gdb stub on HOST:PORT, or stops it (null). Throws with the hypervisor's reason.</summary>
+    Task SetDebugAsync(string id, string? endpoint, CancellationToken ct);
+
     /// <summary>Removes everything of the instance from this node (the guest must be stopped).</summary>
     Task DeleteAsync(string id, CancellationToken ct);
 

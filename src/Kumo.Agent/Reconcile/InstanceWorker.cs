@@ -26,6 +26,8 @@ internal sealed partial class InstanceWorker(
     private DateTime _watchedSince;
     private long _failedGeneration = -1;
     private int _launchedPid;
+    private volatile string _debugError = "";
+    private string? _debugFailedFor;
 
     /// <summary>
     /// An adopted guest (found running by a restarted agent) is asked for readiness again; until it answers, its
@@ -169,6 +171,7 @@ internal sealed partial class InstanceWorker(
         var pid = obs.Pid!.Value;
         // Before readiness, so the console (and its log) has the boot from the first line; again for adopted guests.
         consoles.Get(id)?.Attach(pid);
+        await ConvergeDebugAsync(d, ct);
         if (_watchedPid != pid)
         {
             _watchedPid = pid;
@@ -188,6 +191,25 @@ internal sealed partial class InstanceWorker(
         if (pid != _launchedPid && DateTime.UtcNow - _watchedSince < AdoptionGrace) return false;
         await ReportAsync(InstanceStates.Starting, "waiting for guest readiness", obs.BootedGeneration, ct);
         return false;
+    }
+
+    /// <summary>Starts or stops the gdb stub as kumod asks; a failed endpoint is not retried until kumod asks again.</summary>
+    private async Task ConvergeDebugAsync(DesiredInstance d, CancellationToken ct)
+    {
+        var want = string.IsNullOrEmpty(d.DebugEndpoint) ? null : d.DebugEndpoint;
+        if (want is null) _debugFailedFor = null;
+        if (want == driver.DebugEndpoint(id) || (want is not null && want == _debugFailedFor)) return;
+        try
+        {
+            await driver.SetDebugAsync(id, want, ct);
+            _debugError = "";
+        }
+        catch (Exception e) when (e is InvalidOperationException or QmpException or IOException or System.Net.Sockets.SocketException)
+        {
+            LogDebugFailed(id, want ?? "none", e.Message);
+            _debugError = e.Message;
+            _debugFailedFor = want;
+        }
     }
 
     private bool IsReady(DesiredInstance d, int pid) => d.Readiness switch
@@ -240,10 +262,22 @@ internal sealed partial class InstanceWorker(
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>
-        reporter.ReportAsync(WithVolumes(WithSnapshots(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation })), ct);
+        reporter.ReportAsync(WithVolumes(WithSnapshots(new InstanceStatus
+        {
+            Id = id,
+            State = state,
+            Message = message,
+            BootGeneration = generation,
+            // Only a guest that runs has a stub; the file of a stopped one is stale until the next launch removes it.
+            DebugEndpoint = state is InstanceStates.Running or InstanceStates.Starting ? driver.DebugEndpoint(id) ?? "" : "",
+            DebugError = _debugError,
+        })), ct);
 
     [LoggerMessage(LogLevel.Warning, "instance {Id}: converge failed")]
     private partial void LogConvergeFailed(string id, Exception e);
+
+    [LoggerMessage(LogLevel.Warning, "instance {Id}: gdb stub {Endpoint} failed: {Reason}")]
+    private partial void LogDebugFailed(string id, string endpoint, string reason);
 
     [LoggerMessage(LogLevel.Information, "instance {Id} removed from this node ({Why})")]
     private partial void LogDeleted(string id, string why);

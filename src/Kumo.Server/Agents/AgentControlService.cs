@@ -16,7 +16,7 @@ namespace Kumo.Server.Agents;
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
     Snapshots.SnapshotService snapshots, Volumes.VolumeService volumes,
-    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time)
+    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time, Debugging.DebugService debug)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -85,6 +85,7 @@ public sealed class AgentControlService(
                     snapshots.ApplyReport(ctx, request.NodeId, s);
                     volumes.ApplyInstanceReport(ctx, request.NodeId, s);
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
+                    debug.Observe(ctx, s.Id, s.DebugEndpoint, s.DebugError);
                 }
                 volumes.ApplyNodeReport(ctx, request.NodeId, request.Volumes);
             }, context.CancellationToken);
@@ -158,13 +159,14 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot)>(
+            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
+            LEFT JOIN debug_ports d ON d.instance_id = i.id
             WHERE i.node_id = @nodeId ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
@@ -190,6 +192,7 @@ public sealed class AgentControlService(
                 ImagePasswordHash = r.PasswordHash ?? "",
                 RestoreGeneration = r.RestoreGeneration,
                 RestoreSnapshot = r.RestoreSnapshot ?? "",
+                DebugEndpoint = r.DebugPort is { } port ? debug.EndpointOf(port) : "",
             });
         }
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);

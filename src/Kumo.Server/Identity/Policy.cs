@@ -70,6 +70,7 @@ public static class Policy
         [("volume", "delete")] = Access.User,
         // Owner and admins only; the service refuses other users (404 outside their projects, 403 inside).
         [("instance", "console")] = Access.User,
+        [("instance", "debug")] = Access.User,
         [("operation", "get")] = Access.User,
         [("operation", "watch")] = Access.User,
         [("project", "list")] = Access.User,

@@ -343,6 +343,10 @@ public sealed class InstanceService(
                 status_message = @StatusMessage, labels = @Labels, description = @Description, version = @Version, updated_at = @UpdatedAt
             WHERE id = @Id
             """, row, ctx.Transaction);
+        // A gdb stub lives only while its VM is meant to run: stopping (or the guest's own power-off) frees the port
+        // in this same write, so no crash can leave it allocated.
+        if (row.DesiredPower != PowerStates.Running)
+            ctx.Connection.Execute("DELETE FROM debug_ports WHERE instance_id = @Id", row, ctx.Transaction);
         if (notify && row.NodeId is { } nodeId) ctx.OnCommit(() => signals.Notify(nodeId));
     }
 

@@ -246,6 +246,19 @@ internal static class Migrations
             cpu_seconds REAL NOT NULL
         );
         """,
+
+        // 10: gdb stub ports, one per VM at most, from the admin's pool. A row lives only while its VM is meant to
+        // run: stop, destroy, delete and a guest's own power-off remove it in the same write.
+        """
+        CREATE TABLE debug_ports (
+            instance_id TEXT PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+            port INTEGER NOT NULL UNIQUE,
+            node_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        );
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -99,6 +99,10 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         // Owner and admins; alice's 'web' is stopped (409) on a node with no agent (503): past the policy either way.
         ["GET /api/v1/instances/{name}/console"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/console/log"] = new(Login, Ok, Hide, Ok),
+        // Owner and admins: no stub (200), 'web' is stopped (409), turning off what is off (200).
+        ["GET /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/auth/login"] = new(Ok, Ok, Ok, Ok),
         ["POST /api/v1/auth/logout"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/auth/whoami"] = new(Login, Ok, Ok, Ok),
