@@ -49,5 +49,10 @@ public sealed record AgentOptions
     /// <summary>Re-check every instance at least this often (guests that died, missed signals).</summary>
     public TimeSpan ResyncInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Users' storage dirs (DIR/USER/); container volumes may mount only inside their owner's. Default ~/.kumo-data.</summary>
+    public string? UserDataDir { get; init; }
+
+    public string ResolvedUserDataDir => UserDataDir ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".kumo-data");
+
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

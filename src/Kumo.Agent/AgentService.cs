@@ -35,7 +35,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
-        var reconciler = new Reconciler(driver, images, reporter, options, loggers);
+        await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
+        var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
+        var reconciler = new Reconciler(driver, images, reporter, options, loggers, containers);
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);

@@ -114,7 +114,11 @@ public sealed partial class KumoClient : IDisposable
         }, ReadJsonAsync<NodeToken>, cancellationToken);
 
     public async Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken = default) =>
-        await SendJsonAsync<Image[]>(HttpMethod.Get, "api/v1/images", cancellationToken);
+        await ListImagesAsync(null, cancellationToken);
+
+    /// <summary>Lists images of one type (vm or container); null lists all.</summary>
+    public async Task<IReadOnlyList<Image>> ListImagesAsync(string? type, CancellationToken cancellationToken = default) =>
+        await SendJsonAsync<Image[]>(HttpMethod.Get, type is null ? "api/v1/images" : "api/v1/images?type=" + Uri.EscapeDataString(type), cancellationToken);
 
     public Task<Image> GetImageAsync(string name, CancellationToken cancellationToken = default) =>
         SendJsonAsync<Image>(HttpMethod.Get, $"api/v1/images/{Escape(name)}", cancellationToken);

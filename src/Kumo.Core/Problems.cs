@@ -27,6 +27,9 @@ public static class ProblemTypes
 
     /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
     public const string ImageTooLarge = Base + "image-too-large";
+
+    /// <summary>A container request Kumo's policy refuses: privileged, host namespaces, devices, capabilities, host mounts.</summary>
+    public const string PolicyRefused = Base + "policy-refused";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

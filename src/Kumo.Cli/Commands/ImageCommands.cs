@@ -9,11 +9,13 @@ internal static class ImageCommands
     {
         var image = new Command("image", "Inspect the images instances boot from");
 
-        var list = new Command("list", "List images");
-        cli.Examples(list, "kumo image list");
+        var type = new Option<string?>("--type") { Description = "Only images of this type", HelpName = "TYPE" };
+        type.AcceptOnlyFromAmong(Kumo.Core.InstanceTypes.Vm, Kumo.Core.InstanceTypes.Container);
+        var list = new Command("list", "List images") { type };
+        cli.Examples(list, "kumo image list", "kumo image list --type container");
         cli.SetAction(list, async run =>
         {
-            var images = await run.Client.ListImagesAsync(run.Cancellation);
+            var images = await run.Client.ListImagesAsync(run.Get(type), run.Cancellation);
             run.Output.Write(images, run.Output.Images);
             return KumoCli.Ok;
         });

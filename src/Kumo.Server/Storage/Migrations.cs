@@ -197,6 +197,10 @@ internal static class Migrations
         ALTER TABLE instances ADD COLUMN password_hash TEXT;
         CREATE INDEX instances_image ON instances (image_id);
         """,
+        // 8: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
+        """
+        ALTER TABLE instances ADD COLUMN container TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;
