@@ -151,7 +151,7 @@ public sealed class ContainerInstanceTests(ContainerKumo fixture) : IClassFixtur
         var hog = await EventuallyAsync(fixture.Alice, "hog", i => i.State == InstanceStates.Stopped, "the hog to be stopped");
         Assert.StartsWith("OOM-killed", hog.StatusMessage);
         Assert.Contains("limit of 32M", hog.StatusMessage);
-        var show = await Alice("ct", "show", "hog");
+        var show = await Alice("ct", "show", "hog", "-o", "json");
         Assert.Contains("OOM-killed", show.Out);
         Ok(await Alice("ct", "rm", "hog"));
     }
@@ -234,6 +234,30 @@ public sealed class ContainerInstanceTests(ContainerKumo fixture) : IClassFixtur
         var list = await Env.CliAsAsync(carol, "ct", "list");
         Assert.DoesNotContain("q9", list.Out);
         Assert.Contains("q8", list.Out);
+    }
+
+    [Fact]
+    public async Task KumodWithItsAgentKilled_ContainerKeepsRunning_AndIsAdoptedWithoutADuplicate()
+    {
+        Ok(await Alice("ct", "run", "keep", "--", "sleep", "600"));
+        var keep = await AsAsync(fixture.Alice, "keep");
+        var before = Assert.Single(await EngineContainersAsync(keep.Id));
+        var pid = await PidAsync("alice-keep");
+
+        Env.Server!.Crash();
+        Assert.True(File.Exists($"/proc/{pid}/stat"), "the container's process must outlive the agent");
+        await Env.StartServerAsync();
+
+        // The restarted agent finds the container by its label: the same one, same process, nothing created twice.
+        await EventuallyAsync(fixture.Alice, "keep", i => i.State == InstanceStates.Running, "keep to be running after the restart");
+        var after = Assert.Single(await EngineContainersAsync(keep.Id));
+        Assert.Equal(before.Id, after.Id);
+        Assert.Equal(pid, await PidAsync("alice-keep"));
+        // And it is under the new agent's control.
+        Ok(await Alice("ct", "stop", "keep"));
+        Assert.Equal("exited", Assert.Single(await EngineContainersAsync(keep.Id)).State);
+        Ok(await Alice("ct", "rm", "keep"));
+        Assert.Empty(await EngineContainersAsync(keep.Id));
     }
 
     [Fact]
