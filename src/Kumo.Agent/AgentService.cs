@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
 using Kumo.Agent.Qemu;
 using Kumo.Agent.Reconcile;
@@ -35,9 +36,11 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
+        var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
         await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
-        var reconciler = new Reconciler(driver, images, reporter, options, loggers, containers);
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, containers);
+        var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);
@@ -65,7 +68,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, stoppingToken);
+                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -105,10 +108,11 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             backoff = TimeSpan.FromMilliseconds(Math.Min(5000, backoff.TotalMilliseconds * 2));
         }
         await reconciler.StopAsync();
+        await consoles.CloseAllAsync();
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
-        Reconciler reconciler, CancellationToken stoppingToken)
+        Reconciler reconciler, ConsoleSessions sessions, CancellationToken stoppingToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var ct = session.Token;
@@ -152,7 +156,13 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             }
         }
 
-        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync() };
+        async Task ConsolesAsync()
+        {
+            await sessions.WatchAsync(client, nodeId, ct);
+            throw new ReconnectException("console watch ended");
+        }
+
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync() };
         try
         {
             await await Task.WhenAny(tasks);

@@ -25,6 +25,12 @@ public static class ProblemTypes
     /// <summary>An uploaded image that is not a disk Kumo accepts: unknown format, corrupt, truncated or hostile.</summary>
     public const string ImageRejected = Base + "image-rejected";
 
+    /// <summary>The instance's node is not connected to kumod right now (its console cannot be reached).</summary>
+    public const string NodeUnavailable = Base + "node-unavailable";
+
+    /// <summary>A plain HTTP request to an endpoint that only speaks WebSocket (the console).</summary>
+    public const string WebSocketRequired = Base + "websocket-required";
+
     /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
     public const string ImageTooLarge = Base + "image-too-large";
 

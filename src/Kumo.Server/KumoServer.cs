@@ -129,6 +129,7 @@ public static partial class KumoServer
         s.AddSingleton<NodeCertificates>();
         s.AddSingleton<AuditLog>();
         s.AddSingleton<UsageService>();
+        s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -156,6 +157,8 @@ public static partial class KumoServer
         // caller (set by authentication) from the HttpContext when it writes the entry, after they have run.
         app.UseKumoAudit();
         app.UseKumoProblems();
+        // After audit, which wraps the upgrade so a WebSocket session is recorded like any other request.
+        app.UseWebSockets();
         app.UseRouting();
         app.UseKumoAuthentication();
         app.UseKumoAuthorization();
@@ -173,6 +176,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        ConsoleEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);

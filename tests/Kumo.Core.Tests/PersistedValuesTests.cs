@@ -40,6 +40,8 @@ public sealed class PersistedValuesTests
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
                 "PolicyRefused=https://kumo.dev/problems/policy-refused",
+                "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
+                "WebSocketRequired=https://kumo.dev/problems/websocket-required",
             ]
         },
     };

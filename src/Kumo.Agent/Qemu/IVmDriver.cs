@@ -26,6 +26,9 @@ public interface IVmDriver
 
     VmObservation Inspect(string id);
 
+    /// <summary>Where the instance's serial console lives; null when the instance has no directory on this node.</summary>
+    Consoles.ConsolePaths? ConsoleOf(string id);
+
     /// <summary>Creates the instance's disk if it does not exist yet (idempotent).</summary>
     Task EnsureDiskAsync(VmSpec spec, CancellationToken ct);
 

@@ -21,8 +21,17 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
     private string GenerationFile(string id) => Path.Combine(DirOf(id), "booted-generation");
     public string QmpSocket(string id) => Path.Combine(DirOf(id), "qmp.sock");
     public string ReadySocket(string id) => Path.Combine(DirOf(id), "ready.sock");
+
+    /// <summary>The agent's console socket (see <see cref="Consoles.GuestConsole"/>); QEMU's own is <see cref="QemuSerialSocket"/>.</summary>
     public string SerialSocket(string id) => Path.Combine(DirOf(id), "serial.sock");
+
+    /// <summary>QEMU serves the serial port here to one client: the agent.</summary>
+    public string QemuSerialSocket(string id) => Path.Combine(DirOf(id), "serial-qemu.sock");
+
     public string ConsoleLog(string id) => Path.Combine(DirOf(id), "console.log");
+
+    public Consoles.ConsolePaths? ConsoleOf(string id) =>
+        Directory.Exists(DirOf(id)) ? new Consoles.ConsolePaths(QemuSerialSocket(id), SerialSocket(id), ConsoleLog(id)) : null;
 
     public IReadOnlyList<string> ListLocal() =>
         Directory.Exists(InstancesDir)
@@ -72,7 +81,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
     public async Task LaunchAsync(VmSpec spec, long generation, CancellationToken ct)
     {
         var id = spec.Id;
-        foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), SerialSocket(id) })
+        foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), QemuSerialSocket(id) })
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
         await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
@@ -104,7 +113,8 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             "-device", "virtio-serial-pci",
             "-chardev", $"socket,id=rdy,path={ReadySocket(id)},server=on,wait=off",
             "-device", "virtserialport,chardev=rdy,name=kumo.ready",
-            "-chardev", $"socket,id=ser,path={SerialSocket(id)},server=on,wait=off,logfile={ConsoleLog(id)},logappend=on",
+            // The agent is this socket's one client and keeps the log itself (GuestConsole), capped in size.
+            "-chardev", $"socket,id=ser,path={QemuSerialSocket(id)},server=on,wait=off",
             "-serial", "chardev:ser",
             "-qmp", $"unix:{QmpSocket(id)},server=on,wait=off",
             "-nic", "user,model=virtio-net-pci",

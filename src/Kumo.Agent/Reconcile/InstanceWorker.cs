@@ -1,3 +1,4 @@
+using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
 using Kumo.Agent.Qemu;
 using Kumo.Core;
@@ -12,7 +13,7 @@ namespace Kumo.Agent.Reconcile;
 /// idempotent, so a crash at any point is repaired by the next pass.
 /// </summary>
 internal sealed partial class InstanceWorker(
-    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, AgentOptions options, ILogger logger)
+    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILogger logger)
 {
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile DesiredInstance? _desired;
@@ -88,6 +89,7 @@ internal sealed partial class InstanceWorker(
                 await ReportAsync(InstanceStates.Stopping, "powering off for delete", obs.BootedGeneration, ct);
                 await driver.StopAsync(id, null, force: true, TimeSpan.Zero, ct);
             }
+            await consoles.CloseAsync(id);
             await driver.DeleteAsync(id, ct);
             await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
             LogDeleted(id, d is null ? "no longer assigned to this node" : "deleted");
@@ -151,6 +153,8 @@ internal sealed partial class InstanceWorker(
         }
 
         var pid = obs.Pid!.Value;
+        // Before readiness, so the console (and its log) has the boot from the first line; again for adopted guests.
+        consoles.Get(id)?.Attach(pid);
         if (_watchedPid != pid)
         {
             _watchedPid = pid;

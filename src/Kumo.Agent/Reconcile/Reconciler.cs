@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
 using Kumo.Agent.Qemu;
 using Kumo.Protocol;
@@ -7,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace Kumo.Agent.Reconcile;
 
 /// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
-public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, AgentOptions options, ILoggerFactory loggers,
+public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers,
     Containers.ContainerReconciler? containers = null)
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
@@ -41,7 +42,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, options, _logger);
+            var worker = new InstanceWorker(id, driver, images, reporter, consoles, options, _logger);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))

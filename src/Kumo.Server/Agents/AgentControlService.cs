@@ -14,7 +14,8 @@ namespace Kumo.Server.Agents;
 /// its certificate names.
 /// </summary>
 public sealed class AgentControlService(
-    Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images)
+    Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
+    Consoles.ConsoleBroker consoles)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -106,6 +107,27 @@ public sealed class AgentControlService(
             sent = true;
         }
         if (!sent) await responseStream.WriteAsync(first, ct);
+    }
+
+    /// <summary>Console sessions kumod asks this node for; the agent answers each with a ConsoleStream call.</summary>
+    public override async Task ConsoleWatch(ConsoleWatchRequest request, IServerStreamWriter<ConsoleSessionRequest> responseStream, ServerCallContext context)
+    {
+        if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
+            throw new RpcException(new Status(StatusCode.NotFound, "unknown node"));
+        await consoles.WatchAsync(request.NodeId, responseStream, context.CancellationToken);
+    }
+
+    public override async Task ConsoleStream(IAsyncStreamReader<ConsoleFrame> requestStream, IServerStreamWriter<ConsoleFrame> responseStream,
+        ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        // Refuse a caller without a node certificate before reading anything from it.
+        await certificates.AuthenticateAsync(context);
+        if (!await requestStream.MoveNext(ct)) return;
+        var first = requestStream.Current;
+        if (!await certificates.AuthorizeNodeAsync(context, first.NodeId))
+            throw new RpcException(new Status(StatusCode.NotFound, "unknown node"));
+        await consoles.ServeAsync(first, first.NodeId, requestStream, responseStream, ct);
     }
 
     /// <summary>Well under gRPC's default 4 MiB message limit.</summary>

@@ -35,6 +35,19 @@ public sealed class InstanceService(
     public async Task<Instance> GetAsync(string project, string name, CancellationToken ct) =>
         (await db.ReadAsync(c => Find(c, null, project, name), ct))?.ToApi() ?? throw ProblemException.NotFound("instance", name);
 
+    /// <summary>
+    /// An instance for something only its owner and admins may do (<paramref name="what"/>: console, debug). Outside the
+    /// caller's projects it does not exist (404, from the project check); a co-member of the project who is not the
+    /// owner may see it but not use it (403).
+    /// </summary>
+    internal async Task<InstanceRow> GetOwnedAsync(Caller caller, string project, string name, string what, CancellationToken ct)
+    {
+        var row = await db.ReadAsync(c => Find(c, null, project, name), ct) ?? throw ProblemException.NotFound("instance", name);
+        if (!caller.IsAdmin && row.OwnerId != caller.UserId)
+            throw new ProblemException(403, ProblemTypes.Forbidden, "Forbidden", $"only the owner of '{name}' and administrators may use its {what}");
+        return row;
+    }
+
     public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
         var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);

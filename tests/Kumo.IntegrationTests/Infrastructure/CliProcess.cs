@@ -69,3 +69,97 @@ public static class CliProcess
         return new CliResult(p.ExitCode, await stdout, await stderr);
     }
 }
+
+/// <summary>The real `kumo` with stdin and stdout as pipes the test writes and reads while it runs (kumo vm console).</summary>
+public sealed class InteractiveCli : IDisposable
+{
+    private readonly Process _process;
+    private readonly System.Text.StringBuilder _out = new();
+    private readonly System.Text.StringBuilder _err = new();
+    private readonly SemaphoreSlim _changed = new(0);
+
+    public InteractiveCli(string home, string url, string? token, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(Repo.CliDll);
+        psi.ArgumentList.Add("--url");
+        psi.ArgumentList.Add(url);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["CI"] = "true";
+        psi.Environment["HOME"] = home;
+        psi.Environment.Remove("KUMO_URL");
+        psi.Environment.Remove("XDG_CONFIG_HOME");
+        if (token is null) psi.Environment.Remove("KUMO_TOKEN");
+        else psi.Environment["KUMO_TOKEN"] = token;
+        _process = Process.Start(psi)!;
+        _ = PumpAsync(_process.StandardOutput, _out);
+        _ = PumpAsync(_process.StandardError, _err);
+    }
+
+    public string Out
+    {
+        get
+        {
+            lock (_out) return _out.ToString();
+        }
+    }
+
+    public string Err
+    {
+        get
+        {
+            lock (_out) return _err.ToString();
+        }
+    }
+
+    public async Task WriteAsync(string text)
+    {
+        await _process.StandardInput.WriteAsync(text);
+        await _process.StandardInput.FlushAsync();
+    }
+
+    /// <summary>Waits until stdout matches; returns the match.</summary>
+    public async Task<System.Text.RegularExpressions.Match> WaitForAsync(System.Text.RegularExpressions.Regex pattern, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (pattern.Match(Out) is { Success: true } m) return m;
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || _process.HasExited && pattern.Match(Out) is { Success: false })
+                throw new TimeoutException($"kumo output never matched {pattern}\nstdout: {Out}\nstderr: {Err}");
+            await _changed.WaitAsync(left < TimeSpan.FromSeconds(1) ? left : TimeSpan.FromSeconds(1));
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
+    }
+
+    private async Task PumpAsync(StreamReader reader, System.Text.StringBuilder into)
+    {
+        var buffer = new char[4096];
+        int n;
+        while ((n = await reader.ReadAsync(buffer)) > 0)
+        {
+            lock (_out) into.Append(buffer, 0, n);
+            _changed.Release();
+        }
+        _changed.Release();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}

@@ -80,6 +80,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/stop"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/restart"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/destroy"] = new(Login, Ok, Hide, Ok),
+        // Owner and admins; alice's 'web' is stopped (409) on a node with no agent (503): past the policy either way.
+        ["GET /api/v1/instances/{name}/console"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}/console/log"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/auth/login"] = new(Ok, Ok, Ok, Ok),
         ["POST /api/v1/auth/logout"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/auth/whoami"] = new(Login, Ok, Ok, Ok),
@@ -121,6 +124,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/ConsoleWatch"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/ConsoleStream"] = new(Login, Deny, Deny, Deny),
         ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
         ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
     };
@@ -142,10 +147,19 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Login, Login, Login, Ok),
         // A node gets only images its instances use; an unknown node id is NOT_FOUND from the handler.
         ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Login, Login, Login, Ok),
+        // An unknown node id is NOT_FOUND from the handler.
+        ["POST /kumo.agent.v1.AgentControl/ConsoleWatch"] = new(Login, Login, Login, Login, Ok),
+        ["POST /kumo.agent.v1.AgentControl/ConsoleStream"] = new(Login, Login, Login, Login, Ok),
         // No method behind them to refuse or serve: UNIMPLEMENTED for everyone.
         ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
         ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
     };
+
+    /// <summary>
+    /// The console as a real WebSocket handshake (the REST rows above send plain GETs): who gets past the policy and the
+    /// ownership check. Alice's 'web' is stopped, so her handshake (and the admin's) ends in 409 from the handler.
+    /// </summary>
+    private static readonly Row ConsoleWebSocket = new(Login, Ok, Hide, Ok);
 
     public static TheoryData<string> Endpoints => new(Expected.Keys);
     public static TheoryData<string> AgentEndpoints => new(ExpectedOnAgentEndpoint.Keys);
@@ -208,6 +222,29 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         }
 
         Assert.True(failures.Count == 0, $"{endpoint} on the agent endpoint:\n  " + string.Join("\n  ", failures));
+    }
+
+    [Fact]
+    public async Task ConsoleWebSocket_AnswersEachCallerAsTheTableSays()
+    {
+        var failures = new List<string>();
+        foreach (var (who, expected) in new[]
+        {
+            (Who.Anonymous, ConsoleWebSocket.Anonymous), (Who.Alice, ConsoleWebSocket.Alice), (Who.Bob, ConsoleWebSocket.Bob), (Who.Admin, ConsoleWebSocket.Admin),
+        })
+        {
+            var status = await world.WebSocketStatusAsync("/api/v1/instances/web/console?project=alice", who);
+            Outcome actual = status switch
+            {
+                401 => Outcome.Unauthenticated,
+                403 => Outcome.Forbidden,
+                404 => Outcome.Hidden,
+                _ => Outcome.Allowed,
+            };
+            if (!Matches(expected, actual)) failures.Add($"{who}: expected {expected}, got {status}");
+        }
+
+        Assert.True(failures.Count == 0, "console WebSocket:\n  " + string.Join("\n  ", failures));
     }
 
     [Fact]
@@ -358,6 +395,25 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             return (outcome, answer);
         }
 
+        /// <summary>The HTTP status of a WebSocket handshake to <paramref name="path"/> as <paramref name="who"/> (101 when upgraded).</summary>
+        public async Task<int> WebSocketStatusAsync(string path, Who who)
+        {
+            using var invoker = new HttpMessageInvoker(TestServer.Trusting(_server.Ca));
+            using var ws = new System.Net.WebSockets.ClientWebSocket();
+            ws.Options.CollectHttpResponseDetails = true;
+            if (who != Who.Anonymous) ws.Options.SetRequestHeader("Authorization", "Bearer " + _tokens[who]);
+            var uri = new UriBuilder(new Uri(_server.ApiAddress, path)) { Scheme = "wss" }.Uri;
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            try
+            {
+                await ws.ConnectAsync(uri, invoker, cts.Token);
+            }
+            catch (System.Net.WebSockets.WebSocketException)
+            {
+            }
+            return (int)ws.HttpStatusCode;
+        }
+
         private HttpClient AgentPortClient(Who who)
         {
             var c = new HttpClient(TestServer.Trusting(_server.Ca, who == Who.Node ? _nodeCertificate : null))
@@ -426,6 +482,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "POST /kumo.agent.v1.AgentControl/WatchDesired" => Grpc(new WatchRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ReportStatus" => Grpc(new StatusReport { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ImageFetch" => Grpc(new ImageFetchRequest { NodeId = "no-such-node", ImageId = "none" }),
+            "POST /kumo.agent.v1.AgentControl/ConsoleWatch" => Grpc(new ConsoleWatchRequest { NodeId = "no-such-node" }),
+            "POST /kumo.agent.v1.AgentControl/ConsoleStream" => Grpc(new ConsoleFrame { NodeId = "no-such-node", SessionId = "none" }),
             // Not an image: refused by the importer (422) after the policy let it through.
             "POST /api/v1/images/import" => Bytes("not an image"u8.ToArray(), "application/octet-stream"),
             // The catch-all gRPC routes only match requests that look like gRPC.
