@@ -241,6 +241,21 @@ internal sealed partial class Output
     private static string? Ports(ContainerSpec? spec) => spec is { Ports.Count: > 0 }
         ? string.Join(", ", spec.Ports.Select(p => $"{p.HostIp}:{p.HostPort.ToString(CultureInfo.InvariantCulture)}->{p.ContainerPort.ToString(CultureInfo.InvariantCulture)}"))
         : null;
+    public IRenderable Snapshots(IReadOnlyList<Snapshot> snapshots)
+    {
+        var table = Table("NAME", "RAM", "STATE", "CREATED");
+        foreach (var s in snapshots)
+            AddRow(table, s.Name, s.Memory ? "yes" : "no", s.State, Time(s.CreatedAt));
+        return table;
+    }
+
+    public IRenderable Volumes(IReadOnlyList<Volume> volumes)
+    {
+        var table = Table("NAME", "SIZE", "STATE", "ATTACHED-TO", "NODE", "CREATED");
+        foreach (var v in volumes)
+            AddRow(table, v.Name, Size(v.SizeBytes), v.State, v.AttachedTo, v.Node, Time(v.CreatedAt));
+        return table;
+    }
 
     public static IRenderable Operation(Operation o) => Details(
         ("Id", o.Id),

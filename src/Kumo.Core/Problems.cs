@@ -36,6 +36,8 @@ public static class ProblemTypes
 
     /// <summary>A container request Kumo's policy refuses: privileged, host namespaces, devices, capabilities, host mounts.</summary>
     public const string PolicyRefused = Base + "policy-refused";
+    /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
+    public const string VolumeInUse = Base + "volume-in-use";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

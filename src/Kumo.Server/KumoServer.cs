@@ -119,6 +119,7 @@ public static partial class KumoServer
             sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator ?? LdapLogin(options.Ldap, sp)));
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
+        s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
         s.AddSingleton(new ImageStorage(options.StateDir));
@@ -176,6 +177,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        SnapshotEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);

@@ -17,6 +17,8 @@ public sealed class PersistedValuesTests
         { typeof(NodeStates), ["Ready=ready", "Draining=draining", "Down=down"] },
         { typeof(OperationStatuses), ["Pending=pending", "Running=running", "Succeeded=succeeded", "Failed=failed"] },
         { typeof(ReadinessModes), ["Marker=marker", "Timeout=timeout", "None=none"] },
+        { typeof(SnapshotStates), ["Creating=creating", "Ready=ready", "Deleting=deleting"] },
+        { typeof(VolumeStates), ["Available=available", "Attaching=attaching", "Attached=attached", "Detaching=detaching", "Deleting=deleting"] },
         { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {
             typeof(ProblemTypes),
@@ -40,6 +42,7 @@ public sealed class PersistedValuesTests
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
                 "PolicyRefused=https://kumo.dev/problems/policy-refused",
+                "VolumeInUse=https://kumo.dev/problems/volume-in-use",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
             ]

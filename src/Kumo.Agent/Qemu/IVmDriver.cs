@@ -43,4 +43,22 @@ public interface IVmDriver
 
     /// <summary>Removes everything of the instance from this node (the guest must be stopped).</summary>
     Task DeleteAsync(string id, CancellationToken ct);
+
+    /// <summary>The root disk's snapshots, read from the running guest or from the disk file.</summary>
+    Task<IReadOnlyList<DiskSnapshot>> ListSnapshotsAsync(string id, CancellationToken ct);
+
+    /// <summary>Makes a snapshot of the root disk; with RAM state only if <paramref name="memory"/> and the guest runs.</summary>
+    Task CreateSnapshotAsync(string id, string name, bool memory, CancellationToken ct);
+
+    Task DeleteSnapshotAsync(string id, string name, CancellationToken ct);
+
+    /// <summary>Loads a RAM snapshot into the running guest, which keeps running from the saved state.</summary>
+    Task LoadSnapshotAsync(string id, string name, CancellationToken ct);
+
+    /// <summary>Reverts the stopped guest's root disk to a snapshot.</summary>
+    Task RevertDiskAsync(string id, string name, CancellationToken ct);
+
+    (long Generation, string Error) RestoredGeneration(string id);
+
+    Task SetRestoredGenerationAsync(string id, long generation, string error, CancellationToken ct);
 }

@@ -109,7 +109,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             "-smp", spec.Cpus.ToString(CultureInfo.InvariantCulture),
             "-m", $"{spec.MemoryBytes / (1024 * 1024)}M",
             "-nodefaults", "-display", "none", "-vga", "none",
-            "-drive", $"file={Disk(id)},if=virtio,format=qcow2,cache=writeback",
+            "-drive", $"file={Disk(id)},if=virtio,format=qcow2,cache=writeback,node-name={RootNode}",
             "-device", "virtio-serial-pci",
             "-chardev", $"socket,id=rdy,path={ReadySocket(id)},server=on,wait=off",
             "-device", "virtserialport,chardev=rdy,name=kumo.ready",

@@ -110,7 +110,9 @@ internal sealed partial class InstanceWorker(
                 var force = d.StopMode == StopModes.Force;
                 await ReportAsync(InstanceStates.Stopping, force ? "powering off (forced)" : "asking the guest to power off", obs.BootedGeneration, ct);
                 await driver.StopAsync(id, _channel, force, options.StopGracePeriod, ct);
+                _snapshots = null;
             }
+            await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
             await ReportAsync(InstanceStates.Stopped, "stopped", obs.BootedGeneration, ct);
             return false;
         }
@@ -127,6 +129,7 @@ internal sealed partial class InstanceWorker(
             if (obs.BootedGeneration >= d.BootGeneration && obs.BootedGeneration > 0)
             {
                 // It ran the requested boot and then stopped: the guest powered itself off (or was killed).
+                await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
                 await ReportAsync(InstanceStates.Stopped, "the guest stopped on its own", obs.BootedGeneration, ct);
                 return false;
             }
@@ -152,6 +155,12 @@ internal sealed partial class InstanceWorker(
             }
         }
 
+        if (await SnapshotsAsync(d, running: true, obs.BootedGeneration, ct))
+        {
+            // The guest was relaunched under a reverted disk: observe the new process on the next pass.
+            Kick();
+            return false;
+        }
         var pid = obs.Pid!.Value;
         // Before readiness, so the console (and its log) has the boot from the first line; again for adopted guests.
         consoles.Get(id)?.Attach(pid);
@@ -226,7 +235,7 @@ internal sealed partial class InstanceWorker(
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>
-        reporter.ReportAsync(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation }, ct);
+        reporter.ReportAsync(WithSnapshots(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation }), ct);
 
     [LoggerMessage(LogLevel.Warning, "instance {Id}: converge failed")]
     private partial void LogConvergeFailed(string id, Exception e);

@@ -17,6 +17,7 @@ internal static class VmCommands
         vm.Subcommands.Add(SetCommand(cli));
         foreach (var command in VmPowerCommands.Create(cli))
             vm.Subcommands.Add(command);
+        vm.Subcommands.Add(SnapshotCommands.Create(cli));
         vm.Subcommands.Add(VmConsoleCommand.Create(cli));
         return vm;
     }

@@ -15,6 +15,7 @@ namespace Kumo.Server.Agents;
 /// </summary>
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
+    Snapshots.SnapshotService snapshots,
     Consoles.ConsoleBroker consoles)
     : AgentControl.AgentControlBase
 {
@@ -80,7 +81,10 @@ public sealed class AgentControlService(
             await db.WriteAsync(ctx =>
             {
                 foreach (var s in request.Instances)
+                {
+                    snapshots.ApplyReport(ctx, request.NodeId, s);
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
+                }
             }, context.CancellationToken);
         }
         return new StatusReply();
@@ -137,20 +141,21 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash, string? Container, string Project, string? Owner)>(
+            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, string? Container, string Project, string? Owner)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.container, i.project, u.name
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, i.container, i.project, u.name
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
                 LEFT JOIN users u ON u.id = i.owner_id
             WHERE i.node_id = @nodeId ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
+        var byId = new Dictionary<string, DesiredInstance>(StringComparer.Ordinal);
         foreach (var r in rows)
         {
-            var d = new DesiredInstance
+            var d = byId[r.Id] = new DesiredInstance
             {
                 Id = r.Id,
                 Name = r.Name,
@@ -167,6 +172,8 @@ public sealed class AgentControlService(
                 ImageSha256 = r.ImageSha256 ?? "",
                 ImageSshKeys = r.SshKeys ?? "",
                 ImagePasswordHash = r.PasswordHash ?? "",
+                RestoreGeneration = r.RestoreGeneration,
+                RestoreSnapshot = r.RestoreSnapshot ?? "",
                 Project = r.Project,
                 Owner = r.Owner ?? "",
             };
@@ -179,6 +186,7 @@ public sealed class AgentControlService(
             }
             state.Instances.Add(d);
         }
+        Snapshots.SnapshotService.AddDesired(c, nodeId, byId);
         return state;
     }, ct);
 }

@@ -53,6 +53,10 @@ public static class Policy
         [("instance", "restart")] = Access.User,
         [("instance", "destroy")] = Access.User,
         [("instance", "delete")] = Access.User,
+        [("snapshot", "list")] = Access.User,
+        [("snapshot", "create")] = Access.User,
+        [("snapshot", "restore")] = Access.User,
+        [("snapshot", "delete")] = Access.User,
         // Owner and admins only; the service refuses other users (404 outside their projects, 403 inside).
         [("instance", "console")] = Access.User,
         [("operation", "get")] = Access.User,

@@ -350,7 +350,9 @@ public sealed class InstanceService(
 
     private void Remove(WriteContext ctx, InstanceRow row, string? failOpsWith)
     {
-        if (failOpsWith is not null) operations.FailAll(ctx, row.Id, failOpsWith);
+        // Operations still open (a snapshot being made, say) can no longer finish once the instance is gone.
+        operations.FailAll(ctx, row.Id, failOpsWith ?? "the instance was deleted");
+        Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         CloseUsage(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)

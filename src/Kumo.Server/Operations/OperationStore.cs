@@ -28,7 +28,9 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
     {
         if (instanceId is not null && supersede)
         {
-            foreach (var old in Pending(ctx, instanceId))
+            // Snapshot and volume actions are finished by their own reports, not by the power state: a later power
+            // request does not make them impossible.
+            foreach (var old in Pending(ctx, instanceId).Where(o => !IsSideAction(o.Expect)))
                 Finish(ctx, old, OperationStatuses.Failed, old.Message, $"superseded by a later {kind} request");
         }
         var now = Json.Now(time);
@@ -104,6 +106,16 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
             else if (message is not null && message != op.Message)
                 Progress(ctx, op, message);
         }
+    }
+
+    /// <summary>Expectations of snapshot and volume actions ("snapshot:NAME", "restore", "attach:ID" ...), which carry a colon or are "restore".</summary>
+    internal static bool IsSideAction(string? expect) => expect is not null && (expect.Contains(':', StringComparison.Ordinal) || expect == "restore");
+
+    /// <summary>Finishes the open operations on <paramref name="subjectId"/> whose expectation is <paramref name="expect"/>.</summary>
+    internal void Complete(WriteContext ctx, string subjectId, string expect, long generation, string? error, string message)
+    {
+        foreach (var op in Pending(ctx, subjectId).Where(o => o.Expect == expect && o.MinGeneration <= generation))
+            Finish(ctx, op, error is null ? OperationStatuses.Succeeded : OperationStatuses.Failed, message, error);
     }
 
     /// <summary>Fails every open operation on an instance (it was removed by force, or its node was removed).</summary>

@@ -197,7 +197,35 @@ internal static class Migrations
         ALTER TABLE instances ADD COLUMN password_hash TEXT;
         CREATE INDEX instances_image ON instances (image_id);
         """,
-        // 8: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
+        // 8: snapshots of an instance's root disk (issue 6 part 3) and volumes, qcow2 disks of their own (part 8). A restore
+        // is asked for by bumping restore_generation. A volume gets a node on its first attach and keeps it.
+        """
+        CREATE TABLE snapshots (
+            instance_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            memory INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (instance_id, name)
+        );
+        ALTER TABLE instances ADD COLUMN restore_generation INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE instances ADD COLUMN restore_snapshot TEXT;
+        CREATE TABLE volumes (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            project TEXT NOT NULL,
+            owner_id TEXT,
+            size_bytes INTEGER NOT NULL,
+            node_id TEXT,
+            instance_id TEXT,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (project, name)
+        );
+        CREATE INDEX volumes_node ON volumes (node_id);
+        CREATE INDEX volumes_instance ON volumes (instance_id);
+        """,
+        // 9: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
         """
         ALTER TABLE instances ADD COLUMN container TEXT;
         """,

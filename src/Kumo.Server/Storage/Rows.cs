@@ -47,6 +47,8 @@ internal sealed class InstanceRow
     /// <summary>For containers: the <see cref="ContainerSpec"/> as JSON.</summary>
     public string? Container { get; set; }
 
+    public long RestoreGeneration { get; set; }
+    public string? RestoreSnapshot { get; set; }
     public string Labels { get; set; } = "{}";
     public string? Description { get; set; }
     public long Version { get; set; }

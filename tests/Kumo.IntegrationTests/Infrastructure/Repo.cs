@@ -30,6 +30,19 @@ public static class Repo
         throw new InvalidOperationException("cannot find the repository root (Kumo.slnx) above " + AppContext.BaseDirectory);
     }
 
+    /// <summary>Runs a tool and returns its stdout; a non-zero exit fails with its stderr.</summary>
+    public static async Task<string> RunAsync(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed: {await stderr}");
+        return stdout;
+    }
+
     /// <summary>Live qemu processes whose command line mentions <paramref name="marker"/> (a test's state dir).</summary>
     public static List<int> QemuPids(string marker)
     {

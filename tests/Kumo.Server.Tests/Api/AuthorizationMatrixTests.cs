@@ -80,6 +80,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/stop"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/restart"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/destroy"] = new(Login, Ok, Hide, Ok),
+        // Snapshots of alice's VM: hers and the admin's; bob does not learn it exists.
+        ["GET /api/v1/instances/{name}/snapshots"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/snapshots"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/snapshots/{snapshot}/restore"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/instances/{name}/snapshots/{snapshot}"] = new(Login, Ok, Hide, Ok),
         // Owner and admins; alice's 'web' is stopped (409) on a node with no agent (503): past the policy either way.
         ["GET /api/v1/instances/{name}/console"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/console/log"] = new(Login, Ok, Hide, Ok),
@@ -448,7 +453,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             var path = template;
             if (template.StartsWith("/api/v1/nodes/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "node-spare" : "node-a");
             if (template.StartsWith("/api/v1/images/", StringComparison.Ordinal)) path = path.Replace("{name}", "tiny");
-            if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal)) path = path.Replace("{name}", "web") + "?project=alice";
+            if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal))
+                path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot") + "?project=alice";
             if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
             if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
             if (template.StartsWith("/api/v1/quotas/", StringComparison.Ordinal)) path = path.Replace("{scope}", "user").Replace("{name}", "alice");
@@ -472,6 +478,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "POST /api/v1/projects/{name}/members" => Json(new MemberPost { User = "dave" }),
             "PUT /api/v1/quotas/{scope}/{name}" => Json(new { }),
             "PUT /api/v1/instances/{name}" => Json(new InstancePut { Description = "matrix" }),
+            // An invalid snapshot name: refused by validation, so nothing is made.
+            "POST /api/v1/instances/{name}/snapshots" => Json(new SnapshotsPost { Name = "Not Valid!" }),
             "POST /api/v1/admin/restore" => Bytes("not a database"u8.ToArray(), "application/octet-stream"),
             "POST /api/v1/nodes/tokens" => Json(new { ttl = "not a duration" }),
             "POST /kumo.agent.v1.AgentControl/GetCa" => Grpc(new CaRequest()),
