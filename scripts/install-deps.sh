@@ -21,6 +21,8 @@ RUNTIME_PACKAGES=(
 TEST_PACKAGES=(
     python3     # scripts/run-tests.sh reads the TRX result files
     slapd ldap-utils  # the LDAP tests start a real OpenLDAP slapd; slappasswd hashes its passwords
+    syslinux mtools dosfstools  # scripts/make-boot-disk.sh: a disk with its own bootloader for the image import tests
+    prometheus  # promtool check metrics parses GET /metrics (the monitoring tests)
 )
 
 # Debconf answers given before installing. The LDAP tests run their own slapd; Debian's slapd would

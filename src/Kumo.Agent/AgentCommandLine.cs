@@ -16,6 +16,7 @@ public sealed class AgentCommandLine
     public Option<string> Accel { get; } = new("--accel") { Description = "auto (probe KVM, fall back to TCG), kvm or tcg", DefaultValueFactory = _ => "auto" };
     public Option<string[]> Labels { get; } = new("--label") { Description = "Node label KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
+    public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
     public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
@@ -24,7 +25,7 @@ public sealed class AgentCommandLine
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval })
             command.Options.Add(o);
     }
 
@@ -67,6 +68,8 @@ public sealed class AgentCommandLine
         if (accel is not ("auto" or "kvm" or "tcg")) return (null, $"--accel must be auto, kvm or tcg, not '{accel}'");
         var name = r.GetValue(NodeName) ?? Environment.MachineName.ToLowerInvariant();
         if (Names.Validate(name, "node name") is { } nameError) return (null, $"--node-name: {nameError}");
+        var metricsInterval = r.GetValue(MetricsInterval) ?? 5;
+        if (metricsInterval is < 0.1 or > 3600) return (null, "--metrics-interval-seconds must be between 0.1 and 3600");
         var labels = new Dictionary<string, string>();
         foreach (var l in r.GetValue(Labels) ?? [])
         {
@@ -86,6 +89,7 @@ public sealed class AgentCommandLine
             Labels = labels,
             UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
+            MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
         }, null);
     }
 }

@@ -54,5 +54,8 @@ public sealed record AgentOptions
 
     public string ResolvedUserDataDir => UserDataDir ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".kumo-data");
 
+    /// <summary>How often the node and its guests are sampled for monitoring and measured usage.</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

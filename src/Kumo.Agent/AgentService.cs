@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Kumo.Agent.Consoles;
 using Kumo.Agent.Images;
+using Kumo.Agent.Metrics;
 using Kumo.Agent.Qemu;
 using Kumo.Agent.Reconcile;
 using Kumo.Agent.Security;
@@ -31,7 +32,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         Directory.CreateDirectory(options.StateDir);
-        var images = new ImageStore(options.ResolvedImagesDir, options.ScriptsDir);
+        var images = new ImageStore(options.ResolvedImagesDir, options.ScriptsDir, Path.Combine(options.StateDir, "images"));
         var accelerator = await AcceleratorProbe.DecideAsync(options, images, _logger, stoppingToken);
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
@@ -41,6 +42,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
         var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, containers);
         var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
+        var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);
         var credentials = new AgentCredentials(options.StateDir);
         var backoff = TimeSpan.FromMilliseconds(200);
@@ -67,8 +69,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 LogRegistered(options.NodeName, reply.NodeId, accelerator, cpus, memory / (1024 * 1024));
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
+                images.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, stoppingToken);
+                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -97,6 +100,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 LogDisconnected(options.ServerUrl, e.Message);
             }
             reporter.Detach();
+            images.Detach();
             try
             {
                 await Task.Delay(refused ? RefusedBackoff : backoff, stoppingToken);
@@ -112,7 +116,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,
-        Reconciler reconciler, ConsoleSessions sessions, CancellationToken stoppingToken)
+        Reconciler reconciler, ConsoleSessions sessions, MetricsReporter metrics, CancellationToken stoppingToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var ct = session.Token;
@@ -156,13 +160,20 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
             }
         }
 
+        async Task MetricsAsync()
+        {
+            await metrics.RunAsync(client, nodeId, ct);
+            // Only an older kumod ends it early: wait with the others.
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+
         async Task ConsolesAsync()
         {
             await sessions.WatchAsync(client, nodeId, ct);
             throw new ReconnectException("console watch ended");
         }
 
-        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync() };
+        var tasks = new[] { WatchAsync(), HeartbeatAsync(), ResyncAsync(), ConsolesAsync(), MetricsAsync() };
         try
         {
             await await Task.WhenAny(tasks);

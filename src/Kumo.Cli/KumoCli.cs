@@ -59,6 +59,7 @@ internal static class KumoCli
         root.Subcommands.Add(OperationCommands.Create(cli));
         root.Subcommands.Add(AuditCommands.Create(cli));
         root.Subcommands.Add(UsageCommands.Create(cli));
+        root.Subcommands.Add(TopCommands.Create(cli));
         root.Subcommands.Add(AdminCommands.Create(cli));
         root.Subcommands.Add(ConfigCommands.Create(cli));
         foreach (var command in AuthCommands.Create(cli))

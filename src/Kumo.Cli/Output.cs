@@ -166,9 +166,12 @@ internal sealed partial class Output
 
     public IRenderable Images(IReadOnlyList<Image> images)
     {
-        var table = Table("NAME", "TYPE", "READINESS", "BUILT-IN", "DESCRIPTION");
+        var table = Table("NAME", "TYPE", "READINESS", "SIZE", "FORMAT", "BUILT-IN", "DESCRIPTION");
         foreach (var i in images)
-            AddRow(table, i.Name, i.Type, i.Readiness, i.BuiltIn ? "yes" : "no", i.Description);
+        {
+            AddRow(table, i.Name, i.Type, i.Readiness, i.VirtualSizeBytes is { } v ? Size(v) : null, i.SourceFormat,
+                i.BuiltIn ? "yes" : "no", i.Description);
+        }
         return table;
     }
 
@@ -179,6 +182,10 @@ internal sealed partial class Output
         ("Readiness", i.Readiness),
         ("Built-in", i.BuiltIn ? "yes" : "no"),
         ("Description", i.Description),
+        ("Disk size", i.VirtualSizeBytes is { } v ? Size(v) : null),
+        ("Stored", i.SizeBytes is { } s ? Size(s) : null),
+        ("Imported from", i.SourceFormat),
+        ("SHA-256", i.Sha256),
         ("Created", Time(i.CreatedAt)),
         ("Id", i.Id));
 
@@ -287,25 +294,28 @@ internal sealed partial class Output
 
     public IRenderable Usage(IReadOnlyList<UsageRecord> records)
     {
-        var table = Table("USER", "PROJECT", "RUNNING", "VCPU-SECONDS", "MEMORY MIB-SECONDS", "DISK GIB-HOURS");
+        var table = Table("USER", "PROJECT", "RUNNING", "VCPU-SECONDS", "CPU-SECONDS", "MEMORY MIB-SECONDS", "DISK GIB-HOURS");
         foreach (var r in records)
         {
             AddRow(table, r.User ?? r.UserId ?? "(none)", r.Project, TimeSpan.FromSeconds(Math.Round(r.RunningSeconds)).ToString("c", CultureInfo.InvariantCulture),
-                Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+                Number(r.VcpuSeconds), Number(r.CpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
         }
         return table;
     }
 
-    /// <summary>A header line, then one line per record; numbers in invariant culture, text quoted when needed.</summary>
+    /// <summary>
+    /// A header line, then one line per record; numbers in invariant culture, text quoted when needed. Measured
+    /// cpu_seconds is the last column, so scripts reading the allocated columns by position keep working.
+    /// </summary>
     public static IEnumerable<string> UsageCsv(IReadOnlyList<UsageRecord> records)
     {
-        yield return "user,project,from,to,running_seconds,vcpu_seconds,memory_mib_seconds,disk_gib_hours";
+        yield return "user,project,from,to,running_seconds,vcpu_seconds,memory_mib_seconds,disk_gib_hours,cpu_seconds";
         foreach (var r in records)
         {
             yield return string.Join(',', Csv(r.User ?? r.UserId ?? ""), Csv(r.Project),
                 r.From.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
                 r.To.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
-                Number(r.RunningSeconds), Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours));
+                Number(r.RunningSeconds), Number(r.VcpuSeconds), Number(r.MemoryMibSeconds), Number(r.DiskGibHours), Number(r.CpuSeconds));
         }
     }
 
@@ -334,6 +344,38 @@ internal sealed partial class Output
         return await client.WaitOperationAsync(operation.Id,
             new SyncProgress<OperationEvent>(ev => writer.WriteLine($"{Clock(ev.At)} {what}: {ev.Message ?? ev.Status}")),
             cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs a byte transfer (upload, download): a progress bar for a person at a terminal, otherwise a line at
+    /// every tenth of the way (on stderr when stdout carries JSON or YAML).
+    /// </summary>
+    public async Task TransferAsync(string what, long? total, Func<IProgress<long>, Task> transfer)
+    {
+        if (Format == OutputFormat.Table && _env.IsInteractive)
+        {
+            await Console.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn())
+                .StartAsync(async context =>
+                {
+                    var task = context.AddTask(Markup.Escape(what), maxValue: total is > 0 ? total.Value : 1);
+                    if (total is not > 0) task.IsIndeterminate = true;
+                    await transfer(new SyncProgress<long>(done => task.Value = done));
+                    task.Value = task.MaxValue;
+                });
+            return;
+        }
+        var writer = Format == OutputFormat.Table ? _env.Out : _env.Error;
+        var lastTenth = -1L;
+        await transfer(new SyncProgress<long>(done =>
+        {
+            var tenth = total is > 0 ? done * 10 / total.Value : done / (100L << 20);
+            if (tenth == lastTenth) return;
+            lastTenth = tenth;
+            writer.WriteLine(total is > 0
+                ? $"{Clock(default)} {what}: {tenth * 10}% of {Size(total.Value)}"
+                : $"{Clock(default)} {what}: {Size(done)}");
+        }));
     }
 
     private static string Clock(DateTimeOffset at) =>

@@ -113,15 +113,13 @@ public sealed partial class KumoClient : IDisposable
             Content = JsonContent.Create(new NodeTokensPost { Ttl = ttl }, options: JsonOptions),
         }, ReadJsonAsync<NodeToken>, cancellationToken);
 
-    public async Task<IReadOnlyList<Image>> ListImagesAsync(CancellationToken cancellationToken = default) =>
-        await ListImagesAsync(null, cancellationToken);
-
-    /// <summary>Lists images of one type (vm or container); null lists all.</summary>
-    public async Task<IReadOnlyList<Image>> ListImagesAsync(string? type, CancellationToken cancellationToken = default) =>
-        await SendJsonAsync<Image[]>(HttpMethod.Get, type is null ? "api/v1/images" : "api/v1/images?type=" + Uri.EscapeDataString(type), cancellationToken);
+    /// <summary>Images visible in the current project; <paramref name="type"/> (vm, container) filters.</summary>
+    public async Task<IReadOnlyList<Image>> ListImagesAsync(string? type = null, CancellationToken cancellationToken = default) =>
+        await SendJsonAsync<Image[]>(HttpMethod.Get,
+            InProject(type is null ? "api/v1/images" : $"api/v1/images?type={Uri.EscapeDataString(type)}"), cancellationToken);
 
     public Task<Image> GetImageAsync(string name, CancellationToken cancellationToken = default) =>
-        SendJsonAsync<Image>(HttpMethod.Get, $"api/v1/images/{Escape(name)}", cancellationToken);
+        SendJsonAsync<Image>(HttpMethod.Get, InProject($"api/v1/images/{Escape(name)}"), cancellationToken);
 
     // ---- instances
 

@@ -18,6 +18,9 @@ public sealed record Node
     public string? AgentVersion { get; init; }
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>The agent's latest sample (monitoring); null until one arrived since kumod started.</summary>
+    public NodeMetrics? Metrics { get; init; }
 }
 
 public sealed record Image

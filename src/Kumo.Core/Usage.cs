@@ -1,8 +1,8 @@
 namespace Kumo.Core;
 
 /// <summary>
-/// Allocated usage of one user in one project over a period (GET /usage): what their instances held while shown
-/// running, whatever the guests did with it.
+/// Usage of one user in one project over a period (GET /usage): allocated (what their instances held while shown
+/// running, whatever the guests did with it) and measured (CPU time the guests actually used).
 /// </summary>
 public sealed record UsageRecord
 {
@@ -29,4 +29,10 @@ public sealed record UsageRecord
 
     /// <summary>Disk size in GiB × hours running.</summary>
     public double DiskGibHours { get; init; }
+
+    /// <summary>
+    /// Measured: CPU-seconds the guests' QEMU processes used (vCPUs plus emulation), as sampled by the agents. Kept per
+    /// hour; a period cutting through an hour gets a proportional share of it.
+    /// </summary>
+    public double CpuSeconds { get; init; }
 }

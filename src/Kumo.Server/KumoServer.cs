@@ -41,6 +41,7 @@ public sealed record KumoServerOptions
     public InstanceDefaults Defaults { get; init; } = new();
     public QuotaDefaults Quotas { get; init; } = new();
     public Images.ImageOptions Images { get; init; } = new();
+    public Monitoring.MetricsOptions Metrics { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -130,6 +131,9 @@ public static partial class KumoServer
         s.AddSingleton<NodeCertificates>();
         s.AddSingleton<AuditLog>();
         s.AddSingleton<UsageService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Metrics));
+        s.AddSingleton<Monitoring.MetricsStore>();
+        s.AddSingleton<Monitoring.MetricsService>();
         s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
@@ -184,6 +188,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapAdmin(api);
         AuditEndpoints.Map(api);
         UsageEndpoints.Map(api);
+        MetricsEndpoints.Map(app, api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         LogTls(app.Logger, pki, options);
         return app;

@@ -155,8 +155,11 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
                 var force = d.StopMode == StopModes.Force;
                 await ReportAsync(d.Id, InstanceStates.Stopping, force ? "killing the process" : "stopping (SIGTERM, then SIGKILL)", started, ct);
                 await StopAsync(client, containerId, force, ct);
+                state = (await client.Containers.InspectContainerAsync(containerId, ct)).State;
             }
-            await ReportAsync(d.Id, InstanceStates.Stopped, "stopped", started, ct);
+            // An OOM kill stays visible after kumod marks the container stopped; any other exit is just "stopped".
+            var why = started > 0 ? await EndedAsync(containerId, state, d.MemoryBytes, ct) : "";
+            await ReportAsync(d.Id, InstanceStates.Stopped, why.StartsWith("OOM", StringComparison.Ordinal) ? why : "stopped", started, ct);
             return;
         }
 

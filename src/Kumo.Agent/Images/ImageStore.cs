@@ -1,5 +1,9 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
 using System.Text.Json;
+using Grpc.Core;
 using Kumo.Core;
+using Kumo.Protocol;
 
 namespace Kumo.Agent.Images;
 
@@ -21,12 +25,95 @@ public sealed record ImageFiles(string Name, string? Kernel, string? Initrd, str
 /// The node's image cache: one directory per image with an image.json. Built-in images are built on first use by
 /// the project's own script from Debian packages, so a fresh node needs no manual step.
 /// </summary>
-public sealed class ImageStore(string imagesDir, string? scriptsDir)
+public sealed class ImageStore(string imagesDir, string? scriptsDir, string? importedDir = null)
 {
     private readonly SemaphoreSlim _buildLock = new(1, 1);
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
 
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _fetchLocks = new();
+    private volatile AgentControl.AgentControlClient? _server;
+    private string? _nodeId;
+
     public string ImagesDir { get; } = imagesDir;
+
+    /// <summary>
+    /// Imported images fetched from kumod, one verified qcow2 per image id (ids never change content). Kept in the
+    /// agent's own state dir: the built-in images dir may be shared by several agents on one machine.
+    /// </summary>
+    public string ImportedDir { get; } = importedDir ?? Path.Combine(imagesDir, ".imported");
+
+    /// <summary>The connection imported images are fetched over; set while the agent is connected.</summary>
+    public void Attach(AgentControl.AgentControlClient client, string nodeId)
+    {
+        _nodeId = nodeId;
+        _server = client;
+    }
+
+    public void Detach() => _server = null;
+
+    /// <summary>
+    /// An instance's image: a built-in one by name, or (when kumod sent a checksum) an imported disk that boots with
+    /// its own bootloader, fetched once into the node's cache.
+    /// </summary>
+    public async Task<ImageFiles> ResolveAsync(string name, string? importedId, string? sha256, string readiness,
+        IProgress<string>? progress, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(importedId) || string.IsNullOrEmpty(sha256))
+            return await ResolveAsync(name, progress, ct);
+        var disk = await FetchAsync(name, importedId, sha256, progress, ct);
+        return new ImageFiles(name, null, null, "", disk, readiness);
+    }
+
+    private async Task<string> FetchAsync(string name, string imageId, string sha256, IProgress<string>? progress, CancellationToken ct)
+    {
+        if (imageId.Contains('/') || imageId.Contains("..", StringComparison.Ordinal))
+            throw new InvalidDataException($"image id '{imageId}' is not a plain id");
+        var path = Path.Combine(ImportedDir, imageId + ".qcow2");
+        var gate = _fetchLocks.GetOrAdd(imageId, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(ct);
+        try
+        {
+            if (File.Exists(path)) return path;
+            var server = _server ?? throw new IOException($"image '{name}' is not cached on this node and kumod is not connected");
+            Directory.CreateDirectory(ImportedDir);
+            // A partial download never has the final name, so a crash leaves only a .part that the next fetch replaces.
+            var part = path + ".part";
+            using var call = server.ImageFetch(new ImageFetchRequest { NodeId = _nodeId ?? "", ImageId = imageId }, cancellationToken: ct);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            long total = 0, received = 0;
+            var lastPercent = -1;
+            await using (var file = new FileStream(part, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20, FileOptions.Asynchronous))
+            {
+                await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+                {
+                    if (chunk.TotalBytes > 0) total = chunk.TotalBytes;
+                    var data = chunk.Data.Memory;
+                    hash.AppendData(data.Span);
+                    await file.WriteAsync(data, ct);
+                    received += data.Length;
+                    var percent = total > 0 ? (int)(received * 100 / total) : 0;
+                    if (percent / 10 != lastPercent / 10)
+                    {
+                        lastPercent = percent;
+                        progress?.Report($"fetching image {name}: {percent}% of {total / (1024 * 1024)} MiB");
+                    }
+                }
+                await file.FlushAsync(ct);
+            }
+            var actual = Convert.ToHexStringLower(hash.GetHashAndReset());
+            if (!string.Equals(actual, sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                File.Delete(part);
+                throw new InvalidDataException($"image '{name}' arrived corrupted (sha256 {actual}, expected {sha256})");
+            }
+            File.Move(part, path, overwrite: true);
+            return path;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
 
     public async Task<ImageFiles> ResolveAsync(string name, IProgress<string>? progress, CancellationToken ct)
     {

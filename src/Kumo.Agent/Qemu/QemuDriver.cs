@@ -17,6 +17,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
 
     public string DirOf(string id) => Path.Combine(InstancesDir, id);
     private string Disk(string id) => Path.Combine(DirOf(id), "disk.qcow2");
+    public string DiskPath(string id) => Disk(id);
     private string PidFile(string id) => Path.Combine(DirOf(id), "qemu.pid");
     private string GenerationFile(string id) => Path.Combine(DirOf(id), "booted-generation");
     public string QmpSocket(string id) => Path.Combine(DirOf(id), "qmp.sock");

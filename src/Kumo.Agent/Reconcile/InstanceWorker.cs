@@ -230,7 +230,7 @@ internal sealed partial class InstanceWorker(
     private async Task<VmSpec> SpecAsync(DesiredInstance d, CancellationToken ct)
     {
         var progress = new Progress<string>(m => _ = ReportAsync(InstanceStates.Creating, m, d.BootGeneration, ct));
-        var image = await images.ResolveAsync(d.Image, progress, ct);
+        var image = await images.ResolveAsync(d.Image, d.ImageId, d.ImageSha256, d.Readiness, progress, ct);
         return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image);
     }
 

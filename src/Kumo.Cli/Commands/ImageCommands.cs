@@ -1,13 +1,15 @@
 using System.CommandLine;
+using Kumo.Client;
+using Kumo.Core;
 
 namespace Kumo.Cli.Commands;
 
-/// <summary>kumo image list | show.</summary>
+/// <summary>kumo image list | show | import | export | rm.</summary>
 internal static class ImageCommands
 {
     public static Command Create(CliContext cli)
     {
-        var image = new Command("image", "Inspect the images instances boot from");
+        var image = new Command("image", "Import, export and inspect the images instances boot from");
 
         var type = new Option<string?>("--type") { Description = "Only images of this type", HelpName = "TYPE" };
         type.AcceptOnlyFromAmong(Kumo.Core.InstanceTypes.Vm, Kumo.Core.InstanceTypes.Container);
@@ -32,6 +34,125 @@ internal static class ImageCommands
         });
         image.Subcommands.Add(show);
 
+        image.Subcommands.Add(ImportCommand(cli));
+        image.Subcommands.Add(ExportCommand(cli));
+        image.Subcommands.Add(RemoveCommand(cli));
         return image;
+    }
+
+    private static Command ImportCommand(CliContext cli)
+    {
+        var file = new Argument<string>("FILE") { Description = "Disk or archive: qcow2, raw, VMDK, VHD, VHDX, Vagrant .box or OVA (detected from its content)" };
+        var name = new Option<string?>("--name") { Description = "Image name (default: the file name without its extensions)" };
+        var readiness = new Option<string?>("--readiness")
+        {
+            Description = "When a guest of this image counts as ready: none (once running, the default), timeout (after a delay), marker (it signals Kumo's readiness port)",
+            HelpName = "MODE",
+        };
+        readiness.AcceptOnlyFromAmong("none", "timeout", "marker");
+        var description = new Option<string?>("--description") { Description = "Free text shown by kumo image show" };
+        var noWait = VmCommands.NoWait();
+        var import = new Command("import", "Upload a disk image, convert it to qcow2 and check it") { file, name, readiness, description, noWait };
+        cli.Examples(import,
+            "kumo image import ./focal.box --name focal",
+            "kumo image import ./appliance.ova",
+            "kumo image import ./disk.vmdk --name lab --readiness timeout");
+        cli.SetAction(import, async run =>
+        {
+            var path = run.Get(file);
+            if (Directory.Exists(path)) throw new UsageException($"{path} is a directory; give the disk or archive file");
+            if (!File.Exists(path)) throw new UsageException($"{path}: no such file");
+            var imageName = Check.Name(run.Get(name) ?? DefaultName(path), "image name");
+            await using var source = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            Operation? operation = null;
+            await run.Output.TransferAsync($"uploading {Path.GetFileName(path)}", source.Length, async progress =>
+                operation = await run.Client.ImportImageAsync(source,
+                    new ImageImport(imageName, "vm", run.Get(readiness), run.Get(description)), progress, run.Cancellation));
+            return await OperationCommands.FinishAsync(run, operation!, run.Get(noWait), async _ =>
+                run.Output.Write(await run.Client.GetImageAsync(imageName, run.Cancellation), Output.Image));
+        });
+        return import;
+    }
+
+    private static Command ExportCommand(CliContext cli)
+    {
+        var name = new Argument<string>("NAME") { Description = "Image name" };
+        var file = new Argument<string>("FILE") { Description = "Where to write the disk (refused if it exists, unless --force)" };
+        var format = new Option<string?>("--format")
+        {
+            Description = "qcow2, raw or vmdk (default: from FILE's extension, else qcow2)",
+            HelpName = "FORMAT",
+        };
+        format.AcceptOnlyFromAmong("qcow2", "raw", "vmdk");
+        var force = new Option<bool>("--force") { Description = "Overwrite FILE if it exists" };
+        var export = new Command("export", "Download an image's disk") { name, file, format, force };
+        cli.Examples(export, "kumo image export mybox ./mybox.qcow2", "kumo image export mybox ./mybox.vmdk");
+        cli.SetAction(export, async run =>
+        {
+            var imageName = Check.Name(run.Get(name), "image name");
+            var path = run.Get(file);
+            var chosen = run.Get(format) ?? FormatOf(path);
+            if (Directory.Exists(path)) throw new UsageException($"{path} is a directory; give a file name");
+            if (File.Exists(path) && !run.Get(force)) throw new UsageException($"{path} exists; pass --force to overwrite it");
+            // Written under a temporary name: an interrupted download never looks like a complete image.
+            var partial = path + ".part";
+            try
+            {
+                await using (var destination = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20, FileOptions.Asynchronous))
+                {
+                    // Only the stored qcow2 has a size known up front; a converted export shows bytes so far.
+                    var known = chosen == "qcow2" ? (await run.Client.GetImageAsync(imageName, run.Cancellation)).SizeBytes : null;
+                    await run.Output.TransferAsync($"downloading {imageName} ({chosen})", known, progress =>
+                        run.Client.ExportImageAsync(imageName, chosen, destination, new Relay(p => progress.Report(p.Done)), run.Cancellation));
+                }
+                File.Move(partial, path, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(partial);
+            }
+            run.Output.Write(new { image = imageName, file = Path.GetFullPath(path), format = chosen, bytes = new FileInfo(path).Length },
+                o => Output.Line($"exported {o.image} to {o.file} ({chosen}, {Output.Size(o.bytes)})"));
+            return KumoCli.Ok;
+        });
+        return export;
+    }
+
+    private static Command RemoveCommand(CliContext cli)
+    {
+        var name = new Argument<string>("NAME") { Description = "Image name" };
+        var rm = new Command("rm", "Remove an image (refused for built-in images and while instances use it)") { name };
+        rm.Aliases.Add("delete");
+        cli.Examples(rm, "kumo image rm mybox");
+        cli.SetAction(rm, async run =>
+        {
+            var imageName = Check.Name(run.Get(name), "image name");
+            await run.Client.DeleteImageAsync(imageName, run.Cancellation);
+            run.Output.Write(new { image = imageName, removed = true }, o => Output.Line($"image {o.image} removed"));
+            return KumoCli.Ok;
+        });
+        return rm;
+    }
+
+    /// <summary>"focal.box" → focal, "Disk_1.vmdk.gz" → disk-1: a valid name a user would have chosen.</summary>
+    internal static string DefaultName(string path)
+    {
+        var stem = Path.GetFileName(path);
+        var dot = stem.IndexOf('.', StringComparison.Ordinal);
+        if (dot > 0) stem = stem[..dot];
+        var chars = stem.ToLowerInvariant().Select(c => char.IsAsciiLetterOrDigit(c) ? c : '-').ToArray();
+        return new string(chars).Trim('-');
+    }
+
+    private static string FormatOf(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".raw" or ".img" => "raw",
+        ".vmdk" => "vmdk",
+        _ => "qcow2",
+    };
+
+    private sealed class Relay(Action<(long Done, long? Total)> report) : IProgress<(long Done, long? Total)>
+    {
+        public void Report((long Done, long? Total) value) => report(value);
     }
 }

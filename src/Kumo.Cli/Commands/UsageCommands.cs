@@ -11,7 +11,7 @@ internal static class UsageCommands
         var project = new Option<string?>("--project") { Description = "Only usage in this project", HelpName = "PROJECT" };
         var from = new Option<string?>("--from") { Description = "Start of the period, RFC 3339 or a date (default: 30 days before --to)", HelpName = "DATE" };
         var to = new Option<string?>("--to") { Description = "End of the period, RFC 3339 or a date (default: now)", HelpName = "DATE" };
-        var usage = new Command("usage", "Show allocated usage (vCPU-seconds, memory, disk) per user and project; -o csv for spreadsheets")
+        var usage = new Command("usage", "Show usage per user and project: allocated (vCPU-seconds, memory, disk) and measured CPU-seconds; -o csv for spreadsheets")
         {
             user, project, from, to,
         };

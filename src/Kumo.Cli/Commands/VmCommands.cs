@@ -15,6 +15,7 @@ internal static class VmCommands
         vm.Subcommands.Add(ListCommand(cli));
         vm.Subcommands.Add(ShowCommand(cli));
         vm.Subcommands.Add(SetCommand(cli));
+        vm.Subcommands.Add(TopCommands.VmMetrics(cli));
         foreach (var command in VmPowerCommands.Create(cli))
             vm.Subcommands.Add(command);
         vm.Subcommands.Add(SnapshotCommands.Create(cli));

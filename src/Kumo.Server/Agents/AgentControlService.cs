@@ -16,7 +16,7 @@ namespace Kumo.Server.Agents;
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
     Snapshots.SnapshotService snapshots,
-    Consoles.ConsoleBroker consoles)
+    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -88,6 +88,21 @@ public sealed class AgentControlService(
             }, context.CancellationToken);
         }
         return new StatusReply();
+    }
+
+    /// <summary>Keeps the sample for the monitoring views and adds the guests' CPU time to measured usage (durably).</summary>
+    public override async Task<MetricsReply> ReportMetrics(MetricsReport request, ServerCallContext context)
+    {
+        if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
+            return new MetricsReply();
+        nodes.Touch(request.NodeId);
+        metrics.Add(request.NodeId, request);
+        if (request.Guests.Count > 0)
+        {
+            var now = time.GetUtcNow();
+            await db.WriteAsync(ctx => Monitoring.MeasuredUsage.Record(ctx, request.NodeId, request.Guests, now), context.CancellationToken);
+        }
+        return new MetricsReply();
     }
 
     /// <summary>Streams a stored image to a node that runs an instance made from it; any other image is "not found".</summary>

@@ -21,7 +21,7 @@ public sealed record NodeHealthOptions
 /// <summary>Nodes: registration, liveness, drain and removal.</summary>
 public sealed class NodeService(
     Database db, Scheduler scheduler, InstanceService instances, NodeSignals signals,
-    IOptions<NodeHealthOptions> health, TimeProvider time)
+    IOptions<NodeHealthOptions> health, TimeProvider time, Monitoring.MetricsStore? metrics = null)
 {
     // Heartbeats are kept in memory: persisting each one would cost a durable write every few seconds per node
     // for a value that only matters while kumod runs. A restart gives every node a fresh grace period.
@@ -145,7 +145,11 @@ public sealed class NodeService(
         NodeCertificates.RevokeAll(ctx, name, time);
         c.Execute("DELETE FROM nodes WHERE id = @Id", row, ctx.Transaction);
         scheduler.RemoveNode(ctx, row.Id);
-        ctx.OnCommit(() => _lastSeen.TryRemove(row.Id, out _));
+        ctx.OnCommit(() =>
+        {
+            _lastSeen.TryRemove(row.Id, out _);
+            metrics?.ForgetNode(row.Id);
+        });
     }, ct);
 
     private Node ToApi(NodeRow n)
@@ -169,6 +173,7 @@ public sealed class NodeService(
             AgentVersion = n.AgentVersion,
             Version = n.Version,
             CreatedAt = Json.Time(n.CreatedAt),
+            Metrics = metrics?.NodeView(n.Id),
         };
     }
 }

@@ -354,6 +354,7 @@ public sealed class InstanceService(
         operations.FailAll(ctx, row.Id, failOpsWith ?? "the instance was deleted");
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         CloseUsage(ctx, row.Id);
+        Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)
         {

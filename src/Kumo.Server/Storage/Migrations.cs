@@ -225,7 +225,28 @@ internal static class Migrations
         CREATE INDEX volumes_node ON volumes (node_id);
         CREATE INDEX volumes_instance ON volumes (instance_id);
         """,
-        // 9: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
+        // 9: measured usage: CPU-seconds the agents measured, per instance and UTC hour; and per instance the last counter
+        // value counted (with the process it belongs to), so a report seen twice or after a restart is not counted again.
+        """
+        CREATE TABLE measured_usage (
+            instance_id TEXT NOT NULL,
+            hour TEXT NOT NULL,
+            instance_name TEXT NOT NULL,
+            owner_id TEXT,
+            project TEXT NOT NULL,
+            cpu_seconds REAL NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            PRIMARY KEY (instance_id, hour)
+        );
+        CREATE INDEX measured_usage_hour ON measured_usage (hour);
+        CREATE TABLE measured_cursors (
+            instance_id TEXT PRIMARY KEY,
+            process_key TEXT NOT NULL,
+            cpu_seconds REAL NOT NULL
+        );
+        """,
+        // 10: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
         """
         ALTER TABLE instances ADD COLUMN container TEXT;
         """,

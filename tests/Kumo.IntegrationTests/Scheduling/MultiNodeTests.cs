@@ -26,7 +26,12 @@ public sealed class MultiNodeTests(TwoNodes fixture) : IClassFixture<TwoNodes>, 
 {
     private KumoEnvironment Env => fixture.Env;
 
-    public Task InitializeAsync() => Task.CompletedTask;
+    /// <summary>
+    /// A loaded machine can delay heartbeats past the short --down-after-seconds, and a test may have restarted an
+    /// agent: every test starts only when both nodes are ready.
+    /// </summary>
+    public async Task InitializeAsync() => await ApiClient.EventuallyAsync(() => Env.Api.NodesAsync(),
+        nodes => nodes.Count(n => n.State == NodeStates.Ready) == 2, TimeSpan.FromSeconds(60), "both nodes ready");
 
     /// <summary>Every test starts from two empty nodes.</summary>
     public async Task DisposeAsync()

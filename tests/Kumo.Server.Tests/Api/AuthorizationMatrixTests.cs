@@ -80,6 +80,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/stop"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/restart"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/destroy"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}/metrics"] = new(Login, Ok, Hide, Ok),
+        // Everyone logged in; what they get is filtered to their projects' instances (admins: all).
+        ["GET /api/v1/metrics"] = new(Login, Ok, Ok, Ok),
         // Snapshots of alice's VM: hers and the admin's; bob does not learn it exists.
         ["GET /api/v1/instances/{name}/snapshots"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/snapshots"] = new(Login, Ok, Hide, Ok),
@@ -121,6 +124,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
 
         // Not in the OpenAPI document.
         ["GET /openapi/{documentName}.json"] = new(Login, Ok, Ok, Ok),
+        // Prometheus scrape: a token is required; a user's token sees nodes and their own projects' instances only.
+        ["GET /metrics"] = new(Login, Ok, Ok, Ok),
         // The agent protocol sent to the REST endpoint: people are not agents, whatever their role.
         ["POST /kumo.agent.v1.AgentControl/GetCa"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/Join"] = new(Login, Deny, Deny, Deny),
@@ -129,6 +134,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/WatchDesired"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Deny, Deny, Deny),
+        ["POST /kumo.agent.v1.AgentControl/ReportMetrics"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ConsoleWatch"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/ConsoleStream"] = new(Login, Deny, Deny, Deny),
         ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Login, Deny, Deny, Deny),
@@ -152,6 +158,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /kumo.agent.v1.AgentControl/ReportStatus"] = new(Login, Login, Login, Login, Ok),
         // A node gets only images its instances use; an unknown node id is NOT_FOUND from the handler.
         ["POST /kumo.agent.v1.AgentControl/ImageFetch"] = new(Login, Login, Login, Login, Ok),
+        ["POST /kumo.agent.v1.AgentControl/ReportMetrics"] = new(Login, Login, Login, Login, Ok),
         // An unknown node id is NOT_FOUND from the handler.
         ["POST /kumo.agent.v1.AgentControl/ConsoleWatch"] = new(Login, Login, Login, Login, Ok),
         ["POST /kumo.agent.v1.AgentControl/ConsoleStream"] = new(Login, Login, Login, Login, Ok),
@@ -490,6 +497,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "POST /kumo.agent.v1.AgentControl/WatchDesired" => Grpc(new WatchRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ReportStatus" => Grpc(new StatusReport { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ImageFetch" => Grpc(new ImageFetchRequest { NodeId = "no-such-node", ImageId = "none" }),
+            "POST /kumo.agent.v1.AgentControl/ReportMetrics" => Grpc(new MetricsReport { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ConsoleWatch" => Grpc(new ConsoleWatchRequest { NodeId = "no-such-node" }),
             "POST /kumo.agent.v1.AgentControl/ConsoleStream" => Grpc(new ConsoleFrame { NodeId = "no-such-node", SessionId = "none" }),
             // Not an image: refused by the importer (422) after the policy let it through.

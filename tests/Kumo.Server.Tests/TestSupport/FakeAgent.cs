@@ -90,6 +90,13 @@ public sealed class FakeAgent : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a monitoring sample as a real agent would (the node id is filled in).</summary>
+    public async Task ReportMetricsAsync(MetricsReport report)
+    {
+        report.NodeId = NodeId;
+        await _client.ReportMetricsAsync(report);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
