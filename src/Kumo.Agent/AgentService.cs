@@ -38,7 +38,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
-        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers);
+        await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
+        var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, containers);
         var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);

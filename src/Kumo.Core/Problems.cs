@@ -37,6 +37,8 @@ public static class ProblemTypes
     /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
     public const string ImageTooLarge = Base + "image-too-large";
 
+    /// <summary>A container request Kumo's policy refuses: privileged, host namespaces, devices, capabilities, host mounts.</summary>
+    public const string PolicyRefused = Base + "policy-refused";
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
     public const string VolumeInUse = Base + "volume-in-use";
 }

@@ -11,6 +11,7 @@ public sealed class PersistedValuesTests
     public static TheoryData<Type, string[]> Pinned => new()
     {
         { typeof(InstanceStates), ["Creating=creating", "Starting=starting", "Running=running", "Stopping=stopping", "Stopped=stopped", "Error=error", "Lost=lost", "Deleting=deleting"] },
+        { typeof(InstanceTypes), ["Vm=vm", "Container=container"] },
         { typeof(PowerStates), ["Running=running", "Stopped=stopped", "Deleted=deleted"] },
         { typeof(StopModes), ["Graceful=graceful", "Force=force"] },
         { typeof(NodeStates), ["Ready=ready", "Draining=draining", "Down=down"] },
@@ -40,6 +41,7 @@ public sealed class PersistedValuesTests
                 "Internal=https://kumo.dev/problems/internal",
                 "ImageRejected=https://kumo.dev/problems/image-rejected",
                 "ImageTooLarge=https://kumo.dev/problems/image-too-large",
+                "PolicyRefused=https://kumo.dev/problems/policy-refused",
                 "VolumeInUse=https://kumo.dev/problems/volume-in-use",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",

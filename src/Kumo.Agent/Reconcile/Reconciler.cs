@@ -8,7 +8,8 @@ using Microsoft.Extensions.Logging;
 namespace Kumo.Agent.Reconcile;
 
 /// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
-public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers)
+public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers,
+    Containers.ContainerReconciler? containers = null)
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
     private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
@@ -22,7 +23,9 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         _volumes.Apply(state.Volumes);
         _volumeLoop ??= Task.Run(() => _volumes.RunAsync(options.ResyncInterval, ct), ct);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var d in state.Instances)
+        // Containers converge in their own loop, against the container engine.
+        containers?.Apply(state.Instances.Where(d => d.Type == Core.InstanceTypes.Container), ct);
+        foreach (var d in state.Instances.Where(d => d.Type != Core.InstanceTypes.Container || containers is null))
         {
             wanted.Add(d.Id);
             Worker(d.Id, ct).SetDesired(d);
@@ -34,6 +37,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 
     public void KickAll()
     {
+        containers?.Kick();
         foreach (var (w, _) in _workers.Values) w.Kick();
     }
 
@@ -75,5 +79,5 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
     }
 
     /// <summary>Waits for every worker loop to end (agent shutdown).</summary>
-    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run).Append(_volumeLoop ?? Task.CompletedTask));
+    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run).Append(_volumeLoop ?? Task.CompletedTask).Append(containers?.StopAsync() ?? Task.CompletedTask));
 }

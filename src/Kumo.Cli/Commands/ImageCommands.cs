@@ -12,9 +12,9 @@ internal static class ImageCommands
         var image = new Command("image", "Import, export and inspect the images instances boot from");
 
         var type = new Option<string?>("--type") { Description = "Only images of this type", HelpName = "TYPE" };
-        type.AcceptOnlyFromAmong("vm", "container");
+        type.AcceptOnlyFromAmong(Kumo.Core.InstanceTypes.Vm, Kumo.Core.InstanceTypes.Container);
         var list = new Command("list", "List images") { type };
-        cli.Examples(list, "kumo image list", "kumo image list --type vm -o json");
+        cli.Examples(list, "kumo image list", "kumo image list --type container");
         cli.SetAction(list, async run =>
         {
             var images = await run.Client.ListImagesAsync(run.Get(type), run.Cancellation);

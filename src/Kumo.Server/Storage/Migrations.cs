@@ -259,6 +259,10 @@ internal static class Migrations
             error TEXT
         );
         """,
+        // 11: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
+        """
+        ALTER TABLE instances ADD COLUMN container TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;
