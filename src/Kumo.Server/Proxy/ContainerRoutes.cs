@@ -49,7 +49,9 @@ public static class ContainerRoutes
                 Transforms =
                 [
                     new Dictionary<string, string> { ["PathRemovePrefix"] = prefix },
-                    // Lets an app that builds absolute links know where it is mounted.
+                    // Lets an app that builds absolute links know where it is mounted. YARP's own X-Forwarded-Prefix
+                    // would carry the (empty) path base and replace ours, so it is turned off for this route.
+                    new Dictionary<string, string> { ["X-Forwarded"] = "Set", ["Prefix"] = "Off" },
                     new Dictionary<string, string> { ["RequestHeader"] = "X-Forwarded-Prefix", ["Set"] = prefix },
                 ],
             });

@@ -17,6 +17,7 @@ namespace Kumo.Server.Proxy;
 public sealed partial class ProxyRouteTable(Database db, IOptions<ProxyOptions> options, TimeProvider time, ILogger<ProxyRouteTable> logger)
     : BackgroundService
 {
+    private readonly SemaphoreSlim _refresh = new(1, 1);
     private IReadOnlyList<ContainerRoute> _current = [];
 
     /// <summary>What YARP serves; the proxy host registers it as its <see cref="IProxyConfigProvider"/>.</summary>
@@ -28,13 +29,28 @@ public sealed partial class ProxyRouteTable(Database db, IOptions<ProxyOptions> 
     /// <summary>Re-reads the running containers and swaps the routes if they changed; true when they did.</summary>
     public async Task<bool> RefreshAsync(CancellationToken ct)
     {
-        var wanted = await db.ReadAsync(c => Read(c), ct);
-        if (wanted.SequenceEqual(Current)) return false;
-        var (routes, clusters) = ContainerRoutes.Build(wanted, options.Value.Domain);
-        Provider.Update(routes, clusters);
-        Volatile.Write(ref _current, wanted);
-        LogRoutes(wanted.Count);
-        return true;
+        // One at a time, so an older read can never overwrite a newer one.
+        await _refresh.WaitAsync(ct);
+        try
+        {
+            var wanted = await db.ReadAsync(c => Read(c), ct);
+            if (wanted.SequenceEqual(Current)) return false;
+            var (routes, clusters) = ContainerRoutes.Build(wanted, options.Value.Domain);
+            Provider.Update(routes, clusters);
+            Volatile.Write(ref _current, wanted);
+            LogRoutes(wanted.Count);
+            return true;
+        }
+        finally
+        {
+            _refresh.Release();
+        }
+    }
+
+    public override void Dispose()
+    {
+        _refresh.Dispose();
+        base.Dispose();
     }
 
     /// <summary>
