@@ -64,6 +64,10 @@ public sealed record Instance
     public string? StatusMessage { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public string? Description { get; init; }
+
+    /// <summary>The instance's NICs on tenant networks, with the addresses IPAM gave them.</summary>
+    public IReadOnlyList<NetworkAddress> Nics { get; init; } = [];
+
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
@@ -97,6 +101,9 @@ public sealed record InstancesPost
 
     /// <summary>A password for the guest's default user (cloud-init); stored only as a SHA-512 crypt hash.</summary>
     public string? Password { get; init; }
+
+    /// <summary>A tenant network of the instance's project to attach to (DHCP address from kumod's IPAM); none: user-mode NAT only.</summary>
+    public string? Network { get; init; }
 }
 
 /// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>

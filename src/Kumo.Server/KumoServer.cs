@@ -120,6 +120,7 @@ public static partial class KumoServer
             sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator ?? LdapLogin(options.Ldap, sp)));
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
+        s.AddSingleton<Networking.NetworkService>();
         s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
@@ -181,6 +182,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        NetworkEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
         IdentityEndpoints.Map(api);

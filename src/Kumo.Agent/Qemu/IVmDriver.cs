@@ -2,7 +2,9 @@ using Kumo.Agent.Images;
 
 namespace Kumo.Agent.Qemu;
 
-public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image);
+/// <param name="Nics">Taps on tenant networks; none means QEMU's user-mode network (outbound NAT only).</param>
+public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image,
+    IReadOnlyList<Networking.VmNic>? Nics = null);
 
 /// <summary>What is on this node for one instance, read from its directory and /proc.</summary>
 public sealed record VmObservation(bool DiskExists, int? Pid, long BootedGeneration)

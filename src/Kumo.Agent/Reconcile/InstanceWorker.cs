@@ -13,7 +13,8 @@ namespace Kumo.Agent.Reconcile;
 /// idempotent, so a crash at any point is repaired by the next pass.
 /// </summary>
 internal sealed partial class InstanceWorker(
-    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILogger logger)
+    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILogger logger,
+    Networking.NetworkManager networks)
 {
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile DesiredInstance? _desired;
@@ -90,6 +91,8 @@ internal sealed partial class InstanceWorker(
                 await driver.StopAsync(id, null, force: true, TimeSpan.Zero, ct);
             }
             await consoles.CloseAsync(id);
+            // Taps first: the network is torn down once none is left on its bridge.
+            await networks.DetachAsync(id, ct);
             await driver.DeleteAsync(id, ct);
             await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
             LogDeleted(id, d is null ? "no longer assigned to this node" : "deleted");
@@ -137,7 +140,8 @@ internal sealed partial class InstanceWorker(
             await ReportAsync(InstanceStates.Starting, $"booting ({driver.Accelerator})", d.BootGeneration, ct);
             try
             {
-                await driver.LaunchAsync(await SpecAsync(d, ct), d.BootGeneration, ct);
+                var spec = await SpecAsync(d, ct);
+                await driver.LaunchAsync(spec with { Nics = await networks.AttachAsync(id, d.Nics, ct) }, d.BootGeneration, ct);
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or FileNotFoundException)
             {

@@ -8,7 +8,8 @@ using Microsoft.Extensions.Logging;
 namespace Kumo.Agent.Reconcile;
 
 /// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
-public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers)
+public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers,
+    Networking.NetworkManager networks)
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
     private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
@@ -17,6 +18,8 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 
     public void Apply(DesiredState state, CancellationToken ct)
     {
+        // Networks first: a worker about to launch looks its networks up here.
+        networks.SetDesired(state.Networks);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
         foreach (var d in state.Instances)
         {
@@ -38,7 +41,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, consoles, options, _logger);
+            var worker = new InstanceWorker(id, driver, images, reporter, consoles, options, _logger, networks);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))

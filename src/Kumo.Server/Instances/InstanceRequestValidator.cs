@@ -7,7 +7,7 @@ namespace Kumo.Server.Instances;
 public sealed record ValidCreate(
     string Name, string Type, string Image, int Cpus, long MemoryBytes, long DiskBytes, string? Node, bool Stopped,
     IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector,
-    IReadOnlyList<string> SshKeys, string? Password);
+    IReadOnlyList<string> SshKeys, string? Password, string? Network = null);
 
 /// <summary>Checks every field of a request and reports all problems at once, keyed by field.</summary>
 public static class InstanceRequestValidator
@@ -58,10 +58,12 @@ public static class InstanceRequestValidator
         if (body.Password is { } pw && (pw.Length is < 8 or > 256 || pw.Any(char.IsControl)))
             Add("password", "password must be 8-256 printable characters");
 
+        if (body.Network is not null && Names.Validate(body.Network, "network") is { } networkError) Add("network", networkError);
+
         if (errors.Count > 0)
             throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
         return new ValidCreate(body.Name!, type, image, cpus, memory, disk, body.Node, body.Stopped ?? false,
-            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password);
+            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, body.Network);
     }
 
     private static bool IsBase64(string s) =>
