@@ -12,6 +12,7 @@ RUNTIME_PACKAGES=(
     qemu-system-x86 qemu-utils busybox-static socat sqlite3 ca-certificates curl procps iproute2
     jq          # ./kumo reads the REST API's JSON
     openssl     # kumod hashes guest passwords (openssl passwd -6) for cloud-init seeds
+    gdb         # kumo vm debug --attach runs it against a VM's gdb stub (the debug tests too)
     # Containers: the agent runs `podman system service` with runc (crun refuses hybrid cgroups); CNI plugins give
     # podman's bridge network and -p publishing; base images are built from busybox-static and with mmdebstrap.
     podman runc conmon containernetworking-plugins iptables mmdebstrap uidmap

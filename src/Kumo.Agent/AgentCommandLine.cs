@@ -18,13 +18,14 @@ public sealed class AgentCommandLine
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
     public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
+    public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
     public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
     public Option<string> CaFile { get; } = new("--ca") { Description = "kumod's CA certificate (PEM), instead of --ca-fingerprint" };
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, MetricsInterval })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval })
             command.Options.Add(o);
     }
 
@@ -86,6 +87,7 @@ public sealed class AgentCommandLine
             CapacityMemoryBytes = memory,
             Accelerator = accel,
             Labels = labels,
+            UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
         }, null);

@@ -49,6 +49,11 @@ public sealed record AgentOptions
     /// <summary>Re-check every instance at least this often (guests that died, missed signals).</summary>
     public TimeSpan ResyncInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Users' storage dirs (DIR/USER/); container volumes may mount only inside their owner's. Default ~/.kumo-data.</summary>
+    public string? UserDataDir { get; init; }
+
+    public string ResolvedUserDataDir => UserDataDir ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".kumo-data");
+
     /// <summary>How often the node and its guests are sampled for monitoring and measured usage.</summary>
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
 

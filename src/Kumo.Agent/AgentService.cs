@@ -40,7 +40,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
         var networks = new Networking.NetworkManager(options.StateDir, loggers.CreateLogger<Networking.NetworkManager>(), options.ResyncInterval);
         var networkLoop = networks.RunAsync(stoppingToken);
-        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks);
+        await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
+        var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers);
         var sessions = new ConsoleSessions(consoles, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);

@@ -237,6 +237,37 @@ internal sealed partial class Output
         ("Updated", Time(i.UpdatedAt)),
         ("Id", i.Id));
 
+    public IRenderable Containers(IReadOnlyList<Instance> containers)
+    {
+        var table = Table("NAME", "STATE", "NODE", "IMAGE", "MEMORY", "PORTS", "STATUS");
+        foreach (var i in containers)
+        {
+            AddRow(table, i.Name, i.State, i.Node, i.Image, Size(i.MemoryBytes), Ports(i.Container), i.StatusMessage);
+        }
+        return table;
+    }
+
+    public static IRenderable Container(Instance i) => Details(
+        ("Name", i.Name),
+        ("Project", i.Project),
+        ("State", i.StatusMessage is null ? i.State : $"{i.State} ({i.StatusMessage})"),
+        ("Desired", i.DesiredPower),
+        ("Node", i.Node),
+        ("Image", i.Image),
+        ("Command", i.Container is { Command.Count: > 0 } c ? string.Join(' ', c.Command) : "(image default)"),
+        ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
+        ("Memory limit", Size(i.MemoryBytes)),
+        ("Ports", Ports(i.Container)),
+        ("Volumes", i.Container is { Volumes.Count: > 0 } v ? string.Join(", ", v.Volumes.Select(m => $"~/.kumo-data/USER/{m.Source}:{m.Target}{(m.ReadOnly ? ":ro" : "")}")) : null),
+        ("Env", i.Container is { Env.Count: > 0 } e ? string.Join(", ", e.Env.Keys) : null),
+        ("Labels", Labels(i.Labels)),
+        ("Created", Time(i.CreatedAt)),
+        ("Updated", Time(i.UpdatedAt)),
+        ("Id", i.Id));
+
+    private static string? Ports(ContainerSpec? spec) => spec is { Ports.Count: > 0 }
+        ? string.Join(", ", spec.Ports.Select(p => $"{p.HostIp}:{p.HostPort.ToString(CultureInfo.InvariantCulture)}->{p.ContainerPort.ToString(CultureInfo.InvariantCulture)}"))
+        : null;
     public IRenderable Snapshots(IReadOnlyList<Snapshot> snapshots)
     {
         var table = Table("NAME", "RAM", "STATE", "CREATED");
@@ -409,7 +440,7 @@ internal sealed partial class Output
     }
 
     /// <summary>Reports on the calling thread, in order (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);
     }

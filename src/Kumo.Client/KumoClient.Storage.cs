@@ -22,4 +22,38 @@ public sealed partial class KumoClient
 
     public Task<Operation> DeleteSnapshotAsync(string instance, string name, CancellationToken cancellationToken = default) =>
         SendJsonAsync<Operation>(HttpMethod.Delete, InProject($"api/v1/instances/{Escape(instance)}/snapshots/{Escape(name)}"), cancellationToken);
+
+    // ---- volumes
+
+    public async Task<IReadOnlyList<Volume>> ListVolumesAsync(CancellationToken cancellationToken = default) =>
+        await SendJsonAsync<Volume[]>(HttpMethod.Get, InProject("api/v1/volumes"), cancellationToken);
+
+    public Task<Volume> GetVolumeAsync(string name, CancellationToken cancellationToken = default) =>
+        SendJsonAsync<Volume>(HttpMethod.Get, InProject($"api/v1/volumes/{Escape(name)}"), cancellationToken);
+
+    public Task<Volume> CreateVolumeAsync(VolumesPost post, CancellationToken cancellationToken = default) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, InProject("api/v1/volumes"))
+        {
+            Content = JsonContent.Create(post, options: JsonOptions),
+        }, ReadJsonAsync<Volume>, cancellationToken);
+
+    public Task<Operation> AttachVolumeAsync(string name, string instance, CancellationToken cancellationToken = default) =>
+        VolumeActionAsync(name, "attach", new VolumeAction { Instance = instance }, cancellationToken);
+
+    public Task<Operation> DetachVolumeAsync(string name, string? instance = null, CancellationToken cancellationToken = default) =>
+        VolumeActionAsync(name, "detach", new VolumeAction { Instance = instance }, cancellationToken);
+
+    /// <summary>Grows a volume to <paramref name="size"/> (e.g. "4G"); volumes never shrink.</summary>
+    public Task<Operation> ResizeVolumeAsync(string name, string size, CancellationToken cancellationToken = default) =>
+        VolumeActionAsync(name, "resize", new VolumeAction { Size = size }, cancellationToken);
+
+    /// <summary>Deletes a volume; kumod refuses (volume-in-use) while it is attached.</summary>
+    public Task<Operation> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default) =>
+        SendJsonAsync<Operation>(HttpMethod.Delete, InProject($"api/v1/volumes/{Escape(name)}"), cancellationToken);
+
+    private Task<Operation> VolumeActionAsync(string name, string action, VolumeAction body, CancellationToken cancellationToken) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, InProject($"api/v1/volumes/{Escape(name)}/{action}"))
+        {
+            Content = JsonContent.Create(body, options: JsonOptions),
+        }, ReadJsonAsync<Operation>, cancellationToken);
 }

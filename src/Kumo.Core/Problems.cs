@@ -28,6 +28,9 @@ public static class ProblemTypes
     /// <summary>The instance's node is not connected to kumod right now (its console cannot be reached).</summary>
     public const string NodeUnavailable = Base + "node-unavailable";
 
+    /// <summary>Every port of the admin's gdb stub pool is in use.</summary>
+    public const string DebugPortsExhausted = Base + "debug-ports-exhausted";
+
     /// <summary>A plain HTTP request to an endpoint that only speaks WebSocket (the console).</summary>
     public const string WebSocketRequired = Base + "websocket-required";
 
@@ -42,6 +45,9 @@ public static class ProblemTypes
 
     /// <summary>Every address of a network's subnet is taken.</summary>
     public const string AddressesExhausted = Base + "addresses-exhausted";
+
+    /// <summary>A container request Kumo's policy refuses: privileged, host namespaces, devices, capabilities, host mounts.</summary>
+    public const string PolicyRefused = Base + "policy-refused";
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
     public const string VolumeInUse = Base + "volume-in-use";
 }

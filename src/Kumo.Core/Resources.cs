@@ -68,9 +68,44 @@ public sealed record Instance
     /// <summary>The instance's NICs on tenant networks, with the addresses IPAM gave them.</summary>
     public IReadOnlyList<NetworkAddress> Nics { get; init; } = [];
 
+    /// <summary>For type container: what runs and how it is reached; null for VMs.</summary>
+    public ContainerSpec? Container { get; init; }
+
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
+}
+
+/// <summary>A container's process, environment, published ports and volumes, as stored with the instance.</summary>
+public sealed record ContainerSpec
+{
+    /// <summary>The command and its arguments; empty runs the image's default command.</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+
+    public IReadOnlyDictionary<string, string> Env { get; init; } = new Dictionary<string, string>();
+
+    public IReadOnlyList<PortMapping> Ports { get; init; } = [];
+
+    public IReadOnlyList<VolumeMount> Volumes { get; init; } = [];
+}
+
+/// <summary>A container port published on the node's loopback at a host port taken from kumod's pool.</summary>
+public sealed record PortMapping
+{
+    public int ContainerPort { get; init; }
+    public int HostPort { get; init; }
+    public string HostIp { get; init; } = "127.0.0.1";
+}
+
+/// <summary>
+/// A bind mount of a directory inside the owner's storage on the node (<c>~/.kumo-data/USER/</c>): Source is
+/// relative to that directory.
+/// </summary>
+public sealed record VolumeMount
+{
+    public required string Source { get; init; }
+    public required string Target { get; init; }
+    public bool ReadOnly { get; init; }
 }
 
 /// <summary>Body of POST /instances.</summary>
@@ -102,8 +137,33 @@ public sealed record InstancesPost
     /// <summary>A password for the guest's default user (cloud-init); stored only as a SHA-512 crypt hash.</summary>
     public string? Password { get; init; }
 
-    /// <summary>A tenant network of the instance's project to attach to (DHCP address from kumod's IPAM); none: user-mode NAT only.</summary>
+    /// <summary>Containers: the command and its arguments (default: the image's).</summary>
+    public IReadOnlyList<string>? Command { get; init; }
+
+    /// <summary>Containers: environment variables.</summary>
+    public IReadOnlyDictionary<string, string>? Env { get; init; }
+
+    /// <summary>Containers: ports to publish; each gets a host port from kumod's pool, bound to 127.0.0.1.</summary>
+    public IReadOnlyList<int>? Ports { get; init; }
+
+    /// <summary>Containers: SRC:DST[:ro] bind mounts, SRC inside the owner's storage dir (~/.kumo-data/USER/) on the node.</summary>
+    public IReadOnlyList<string>? Volumes { get; init; }
+
+    // The fields below are always refused for containers. They are part of the body so a request asking for them
+    // gets a clear refusal instead of being silently run without them.
+
+    public bool? Privileged { get; init; }
+
+    /// <summary>
+    /// VMs: a tenant network of the instance's project to attach to (DHCP address from kumod's IPAM); none: user-mode
+    /// NAT only. Containers: only the default is allowed; "host" is refused.
+    /// </summary>
     public string? Network { get; init; }
+
+    public string? Pid { get; init; }
+    public string? Ipc { get; init; }
+    public IReadOnlyList<string>? Devices { get; init; }
+    public IReadOnlyList<string>? CapAdd { get; init; }
 }
 
 /// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>
@@ -156,4 +216,21 @@ public sealed record NodeToken
 
     /// <summary>SHA-256 of kumod's CA certificate, for <c>kumo-agent --ca-fingerprint</c>.</summary>
     public required string CaFingerprint { get; init; }
+}
+
+/// <summary>A VM's gdb stub (GET/POST/DELETE /api/v1/instances/NAME/debug).</summary>
+public sealed record DebugStub
+{
+    public bool Enabled { get; init; }
+
+    /// <summary>Where gdb connects: the admin's bind address (the node's name when the stub listens on every address).</summary>
+    public string? Host { get; init; }
+
+    public int? Port { get; init; }
+
+    /// <summary>True once the node confirmed that QEMU listens there.</summary>
+    public bool Active { get; init; }
+
+    /// <summary>The line to give gdb: "target remote HOST:PORT".</summary>
+    public string? Target { get; init; }
 }

@@ -15,6 +15,13 @@ public static class InstanceStates
     public static readonly IReadOnlyList<string> All = [Creating, Starting, Running, Stopping, Stopped, Error, Lost, Deleting];
 }
 
+/// <summary>Instance types. Persisted strings.</summary>
+public static class InstanceTypes
+{
+    public const string Vm = "vm";
+    public const string Container = "container";
+}
+
 /// <summary>What the owner wants an instance to be; the agent converges to it. Persisted strings.</summary>
 public static class PowerStates
 {

@@ -32,6 +32,10 @@ public static class DaemonCommand
         var tlsCa = new Option<string>("--tls-ca") { Description = "CA that issued --tls-cert (PEM), published at /api/v1/ca for clients to pin" };
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
+        var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
+        var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
+        var containerMemory = new Option<string>("--container-memory-default") { Description = "Memory limit of a container created without one", DefaultValueFactory = _ => "512M" };
+        var portPool = new Option<string>("--container-port-pool") { Description = "Host ports published container ports get (on 127.0.0.1), FIRST-LAST", DefaultValueFactory = _ => "20000-29999" };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -46,7 +50,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, containerMemory, portPool })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -57,6 +61,16 @@ public static class DaemonCommand
             if (!IPEndPoint.TryParse(parse.GetValue(listen)!, out var api) || !IPEndPoint.TryParse(parse.GetValue(agentListen)!, out var grpc))
             {
                 await Console.Error.WriteLineAsync("error: --listen and --agent-listen take IP:PORT, e.g. 127.0.0.1:7400");
+                return 1;
+            }
+            if (Kumo.Server.Debugging.DebugPortOptions.ParseRange(parse.GetValue(debugPorts)!) is not { } debugRange)
+            {
+                await Console.Error.WriteLineAsync("error: --debug-ports takes FIRST-LAST, e.g. 21000-21499");
+                return 1;
+            }
+            if (!IPAddress.TryParse(parse.GetValue(debugBind), out _))
+            {
+                await Console.Error.WriteLineAsync("error: --debug-bind takes an IP address, e.g. 127.0.0.1");
                 return 1;
             }
             Kumo.Server.Identity.Ldap.LdapOptions? ldap = null;
@@ -82,10 +96,24 @@ public static class DaemonCommand
                     return 1;
                 }
             }
+            if (!Kumo.Core.ByteSize.TryParse(parse.GetValue(containerMemory), out var ctMemory, out var sizeError) || ctMemory < 16 * Kumo.Core.ByteSize.MiB)
+            {
+                await Console.Error.WriteLineAsync($"error: --container-memory-default: {sizeError ?? "at least 16M"}");
+                return 1;
+            }
+            var pool = parse.GetValue(portPool)!.Split('-');
+            if (pool.Length != 2 || !int.TryParse(pool[0], out var poolFirst) || !int.TryParse(pool[1], out var poolLast)
+                || poolFirst < 1024 || poolLast > 65535 || poolFirst > poolLast)
+            {
+                await Console.Error.WriteLineAsync("error: --container-port-pool takes FIRST-LAST between 1024 and 65535, e.g. 20000-29999");
+                return 1;
+            }
             var options = new KumoServerOptions
             {
+                Defaults = new Kumo.Server.Instances.InstanceDefaults { ContainerMemoryBytes = ctMemory, PortPoolFirst = poolFirst, PortPoolLast = poolLast },
                 Ldap = ldap,
                 StateDir = state,
+                Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,
                 Health = new NodeHealthOptions

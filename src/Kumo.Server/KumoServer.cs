@@ -42,6 +42,7 @@ public sealed record KumoServerOptions
     public QuotaDefaults Quotas { get; init; } = new();
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
+    public Debugging.DebugPortOptions Debug { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -122,6 +123,7 @@ public static partial class KumoServer
         s.AddSingleton<InstanceService>();
         s.AddSingleton<Networking.NetworkService>();
         s.AddSingleton<Snapshots.SnapshotService>();
+        s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
         s.AddSingleton(new ImageStorage(options.StateDir));
@@ -136,6 +138,8 @@ public static partial class KumoServer
         s.AddSingleton<Monitoring.MetricsStore>();
         s.AddSingleton<Monitoring.MetricsService>();
         s.AddSingleton<Consoles.ConsoleBroker>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
+        s.AddSingleton<Debugging.DebugService>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -153,6 +157,7 @@ public static partial class KumoServer
         app.Services.GetRequiredService<ImageStorage>().RecoverAsync(db, TimeProvider.System, CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<UserService>().BootstrapAsync(InitialAdminFile(options.StateDir), CancellationToken.None).GetAwaiter().GetResult();
         app.Services.GetRequiredService<AuditLog>().Start();
+        app.Services.GetRequiredService<Debugging.DebugService>().Sweep();
 
         // Audit is outermost, on purpose:
         // - every request passes it, including those no endpoint takes (404 from routing, routing's own 405/415
@@ -184,7 +189,9 @@ public static partial class KumoServer
         InstanceEndpoints.Map(api);
         NetworkEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
+        VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
+        DebugEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);

@@ -11,6 +11,7 @@ public sealed class PersistedValuesTests
     public static TheoryData<Type, string[]> Pinned => new()
     {
         { typeof(InstanceStates), ["Creating=creating", "Starting=starting", "Running=running", "Stopping=stopping", "Stopped=stopped", "Error=error", "Lost=lost", "Deleting=deleting"] },
+        { typeof(InstanceTypes), ["Vm=vm", "Container=container"] },
         { typeof(PowerStates), ["Running=running", "Stopped=stopped", "Deleted=deleted"] },
         { typeof(StopModes), ["Graceful=graceful", "Force=force"] },
         { typeof(NodeStates), ["Ready=ready", "Draining=draining", "Down=down"] },
@@ -43,9 +44,11 @@ public sealed class PersistedValuesTests
                 "SubnetOverlap=https://kumo.dev/problems/subnet-overlap",
                 "NetworkInUse=https://kumo.dev/problems/network-in-use",
                 "AddressesExhausted=https://kumo.dev/problems/addresses-exhausted",
+                "PolicyRefused=https://kumo.dev/problems/policy-refused",
                 "VolumeInUse=https://kumo.dev/problems/volume-in-use",
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
+                "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
             ]
         },
     };

@@ -4,7 +4,11 @@ namespace Kumo.Agent.Qemu;
 
 /// <param name="Nics">Taps on tenant networks; none means QEMU's user-mode network (outbound NAT only).</param>
 public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image,
-    IReadOnlyList<Networking.VmNic>? Nics = null);
+    IReadOnlyList<Networking.VmNic>? Nics = null)
+{
+    /// <summary>Volumes plugged in at launch.</summary>
+    public IReadOnlyList<VolumeAttachment> Volumes { get; init; } = [];
+}
 
 /// <summary>What is on this node for one instance, read from its directory and /proc.</summary>
 public sealed record VmObservation(bool DiskExists, int? Pid, long BootedGeneration)
@@ -43,6 +47,12 @@ public interface IVmDriver
     /// <summary>Stops the guest: a clean guest power-off first unless forced, then QMP quit, then SIGKILL.</summary>
     Task StopAsync(string id, ReadyChannel? channel, bool force, TimeSpan gracePeriod, CancellationToken ct);
 
+    /// <summary>Where the guest's gdb stub listens now (HOST:PORT), or null.</summary>
+    string? DebugEndpoint(string id);
+
+    /// <summary>Starts the guest's gdb stub on HOST:PORT, or stops it (null). Throws with the hypervisor's reason.</summary>
+    Task SetDebugAsync(string id, string? endpoint, CancellationToken ct);
+
     /// <summary>Removes everything of the instance from this node (the guest must be stopped).</summary>
     Task DeleteAsync(string id, CancellationToken ct);
 
@@ -63,4 +73,23 @@ public interface IVmDriver
     (long Generation, string Error) RestoredGeneration(string id);
 
     Task SetRestoredGenerationAsync(string id, long generation, string error, CancellationToken ct);
+
+    /// <summary>Ids of the volume files on this node.</summary>
+    IReadOnlyList<string> ListVolumes();
+
+    Task EnsureVolumeAsync(string volumeId, long sizeBytes, CancellationToken ct);
+
+    Task<long> VolumeSizeAsync(string volumeId, CancellationToken ct);
+
+    /// <summary>Grows a volume; through <paramref name="runningInstance"/>'s QEMU when that guest has it plugged in.</summary>
+    Task ResizeVolumeAsync(string volumeId, long sizeBytes, string? runningInstance, CancellationToken ct);
+
+    void DeleteVolume(string volumeId);
+
+    /// <summary>Volume id to root-port index of the volumes plugged into a running guest.</summary>
+    Task<IReadOnlyDictionary<string, int>> AttachedVolumesAsync(string id, CancellationToken ct);
+
+    Task HotPlugAsync(string id, string volumeId, string name, int port, CancellationToken ct);
+
+    Task UnplugAsync(string id, string volumeId, CancellationToken ct);
 }

@@ -31,6 +31,9 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
 
     public string ConsoleLog(string id) => Path.Combine(DirOf(id), "console.log");
 
+    /// <summary>The endpoint the running QEMU's gdb stub was started on; a new QEMU has none (removed at launch).</summary>
+    private string DebugFile(string id) => Path.Combine(DirOf(id), "debug-endpoint");
+
     public Consoles.ConsolePaths? ConsoleOf(string id) =>
         Directory.Exists(DirOf(id)) ? new Consoles.ConsolePaths(QemuSerialSocket(id), SerialSocket(id), ConsoleLog(id)) : null;
 
@@ -82,7 +85,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
     public async Task LaunchAsync(VmSpec spec, long generation, CancellationToken ct)
     {
         var id = spec.Id;
-        foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), QemuSerialSocket(id) })
+        foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), QemuSerialSocket(id), DebugFile(id) })
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
         await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
@@ -133,6 +136,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         {
             args.AddRange(["-nic", "user,model=virtio-net-pci"]);
         }
+        AddVolumeArgs(args, spec.Volumes);
         if (spec.Image.Kernel is { } kernel)
         {
             args.AddRange(["-kernel", kernel, "-append", spec.Image.Cmdline]);
@@ -182,6 +186,38 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             // Already gone.
         }
         await WaitExitAsync(pid.Value, TimeSpan.FromSeconds(5), ct);
+    }
+
+    public string? DebugEndpoint(string id) => File.Exists(DebugFile(id)) ? File.ReadAllText(DebugFile(id)).Trim() : null;
+
+    /// <remarks>Through the human monitor (QMP has no gdbserver command); its answer is text, checked for success.</remarks>
+    public async Task SetDebugAsync(string id, string? endpoint, CancellationToken ct)
+    {
+        string command;
+        if (endpoint is null)
+        {
+            command = "gdbserver none";
+        }
+        else
+        {
+            var colon = endpoint.LastIndexOf(':');
+            var host = endpoint[..colon];
+            command = $"gdbserver tcp:{(host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host)}:{endpoint[(colon + 1)..]}";
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        await using var qmp = await QmpClient.ConnectAsync(QmpSocket(id), timeout.Token);
+        var answer = (await qmp.ExecuteAsync("human-monitor-command", new System.Text.Json.Nodes.JsonObject { ["command-line"] = command }, timeout.Token))
+            ?.GetValue<string>()?.Trim() ?? "";
+        if (endpoint is null)
+        {
+            File.Delete(DebugFile(id));
+            return;
+        }
+        if (!answer.Contains("Waiting for gdb connection", StringComparison.Ordinal))
+            throw new InvalidOperationException(answer.Length > 0 ? answer : "QEMU did not say the stub listens");
+        await WriteAtomicAsync(DebugFile(id), endpoint, ct);
+        LogDebugStub(id, endpoint);
     }
 
     public async Task DeleteAsync(string id, CancellationToken ct)
@@ -240,6 +276,9 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
 
     [LoggerMessage(LogLevel.Information, "launched qemu for {Name} ({Id}) with {Accel}")]
     private partial void LogLaunched(string name, string id, string accel);
+
+    [LoggerMessage(LogLevel.Information, "gdb stub of {Id} listens on {Endpoint}")]
+    private partial void LogDebugStub(string id, string endpoint);
 
     [LoggerMessage(LogLevel.Warning, "guest {Id} did not power off within {Seconds}s; forcing")]
     private partial void LogGraceExpired(string id, double seconds);

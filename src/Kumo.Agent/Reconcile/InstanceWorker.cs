@@ -13,8 +13,8 @@ namespace Kumo.Agent.Reconcile;
 /// idempotent, so a crash at any point is repaired by the next pass.
 /// </summary>
 internal sealed partial class InstanceWorker(
-    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILogger logger,
-    Networking.NetworkManager networks)
+    string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, VolumeManager volumes,
+    AgentOptions options, ILogger logger, Networking.NetworkManager networks)
 {
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile DesiredInstance? _desired;
@@ -26,6 +26,8 @@ internal sealed partial class InstanceWorker(
     private DateTime _watchedSince;
     private long _failedGeneration = -1;
     private int _launchedPid;
+    private volatile string _debugError = "";
+    private string? _debugFailedFor;
 
     /// <summary>
     /// An adopted guest (found running by a restarted agent) is asked for readiness again; until it answers, its
@@ -94,6 +96,7 @@ internal sealed partial class InstanceWorker(
             // Taps first: the network is torn down once none is left on its bridge.
             await networks.DetachAsync(id, ct);
             await driver.DeleteAsync(id, ct);
+            volumes.SetInUse(id, []);
             await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
             LogDeleted(id, d is null ? "no longer assigned to this node" : "deleted");
             return true;
@@ -116,6 +119,7 @@ internal sealed partial class InstanceWorker(
                 _snapshots = null;
             }
             await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
+            await VolumesAsync(d, running: false, ct);
             await ReportAsync(InstanceStates.Stopped, "stopped", obs.BootedGeneration, ct);
             return false;
         }
@@ -133,6 +137,7 @@ internal sealed partial class InstanceWorker(
             {
                 // It ran the requested boot and then stopped: the guest powered itself off (or was killed).
                 await SnapshotsAsync(d, running: false, obs.BootedGeneration, ct);
+                await VolumesAsync(d, running: false, ct);
                 await ReportAsync(InstanceStates.Stopped, "the guest stopped on its own", obs.BootedGeneration, ct);
                 return false;
             }
@@ -165,9 +170,11 @@ internal sealed partial class InstanceWorker(
             Kick();
             return false;
         }
+        await VolumesAsync(d, running: true, ct);
         var pid = obs.Pid!.Value;
         // Before readiness, so the console (and its log) has the boot from the first line; again for adopted guests.
         consoles.Get(id)?.Attach(pid);
+        await ConvergeDebugAsync(d, ct);
         if (_watchedPid != pid)
         {
             _watchedPid = pid;
@@ -187,6 +194,25 @@ internal sealed partial class InstanceWorker(
         if (pid != _launchedPid && DateTime.UtcNow - _watchedSince < AdoptionGrace) return false;
         await ReportAsync(InstanceStates.Starting, "waiting for guest readiness", obs.BootedGeneration, ct);
         return false;
+    }
+
+    /// <summary>Starts or stops the gdb stub as kumod asks; a failed endpoint is not retried until kumod asks again.</summary>
+    private async Task ConvergeDebugAsync(DesiredInstance d, CancellationToken ct)
+    {
+        var want = string.IsNullOrEmpty(d.DebugEndpoint) ? null : d.DebugEndpoint;
+        if (want is null) _debugFailedFor = null;
+        if (want == driver.DebugEndpoint(id) || (want is not null && want == _debugFailedFor)) return;
+        try
+        {
+            await driver.SetDebugAsync(id, want, ct);
+            _debugError = "";
+        }
+        catch (Exception e) when (e is InvalidOperationException or QmpException or IOException or System.Net.Sockets.SocketException)
+        {
+            LogDebugFailed(id, want ?? "none", e.Message);
+            _debugError = e.Message;
+            _debugFailedFor = want;
+        }
     }
 
     private bool IsReady(DesiredInstance d, int pid) => d.Readiness switch
@@ -235,14 +261,26 @@ internal sealed partial class InstanceWorker(
     {
         var progress = new Progress<string>(m => _ = ReportAsync(InstanceStates.Creating, m, d.BootGeneration, ct));
         var image = await images.ResolveAsync(d.Image, d.ImageId, d.ImageSha256, d.Readiness, progress, ct);
-        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image);
+        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct) };
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>
-        reporter.ReportAsync(WithSnapshots(new InstanceStatus { Id = id, State = state, Message = message, BootGeneration = generation }), ct);
+        reporter.ReportAsync(WithVolumes(WithSnapshots(new InstanceStatus
+        {
+            Id = id,
+            State = state,
+            Message = message,
+            BootGeneration = generation,
+            // Only a guest that runs has a stub; the file of a stopped one is stale until the next launch removes it.
+            DebugEndpoint = state is InstanceStates.Running or InstanceStates.Starting ? driver.DebugEndpoint(id) ?? "" : "",
+            DebugError = _debugError,
+        })), ct);
 
     [LoggerMessage(LogLevel.Warning, "instance {Id}: converge failed")]
     private partial void LogConvergeFailed(string id, Exception e);
+
+    [LoggerMessage(LogLevel.Warning, "instance {Id}: gdb stub {Endpoint} failed: {Reason}")]
+    private partial void LogDebugFailed(string id, string endpoint, string reason);
 
     [LoggerMessage(LogLevel.Information, "instance {Id} removed from this node ({Why})")]
     private partial void LogDeleted(string id, string why);

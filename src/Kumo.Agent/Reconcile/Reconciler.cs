@@ -9,10 +9,12 @@ namespace Kumo.Agent.Reconcile;
 
 /// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
 public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers,
-    Networking.NetworkManager networks)
+    Networking.NetworkManager networks, Containers.ContainerReconciler? containers = null)
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
     private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
+    private readonly VolumeManager _volumes = new(driver, reporter, loggers.CreateLogger<VolumeManager>());
+    private Task? _volumeLoop;
 
     public int Workers => _workers.Count;
 
@@ -20,8 +22,12 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
     {
         // Networks first: a worker about to launch looks its networks up here.
         networks.SetDesired(state.Networks);
+        _volumes.Apply(state.Volumes);
+        _volumeLoop ??= Task.Run(() => _volumes.RunAsync(options.ResyncInterval, ct), ct);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var d in state.Instances)
+        // Containers converge in their own loop, against the container engine.
+        containers?.Apply(state.Instances.Where(d => d.Type == Core.InstanceTypes.Container), ct);
+        foreach (var d in state.Instances.Where(d => d.Type != Core.InstanceTypes.Container || containers is null))
         {
             wanted.Add(d.Id);
             Worker(d.Id, ct).SetDesired(d);
@@ -33,6 +39,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 
     public void KickAll()
     {
+        containers?.Kick();
         foreach (var (w, _) in _workers.Values) w.Kick();
     }
 
@@ -41,7 +48,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, consoles, options, _logger, networks);
+            var worker = new InstanceWorker(id, driver, images, reporter, consoles, _volumes, options, _logger, networks);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))
@@ -74,5 +81,5 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
     }
 
     /// <summary>Waits for every worker loop to end (agent shutdown).</summary>
-    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run));
+    public Task StopAsync() => Task.WhenAll(_workers.Values.Select(w => w.Run).Append(_volumeLoop ?? Task.CompletedTask).Append(containers?.StopAsync() ?? Task.CompletedTask));
 }

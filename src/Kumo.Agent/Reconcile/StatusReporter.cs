@@ -11,6 +11,7 @@ namespace Kumo.Agent.Reconcile;
 public sealed partial class StatusReporter(ILogger<StatusReporter> logger)
 {
     private readonly ConcurrentDictionary<string, InstanceStatus> _latest = new();
+    private readonly ConcurrentDictionary<string, VolumeStatus> _volumes = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private AgentControl.AgentControlClient? _client;
     private string? _nodeId;
@@ -33,9 +34,22 @@ public sealed partial class StatusReporter(ILogger<StatusReporter> logger)
         await SendAsync([status], full: false, ct);
     }
 
-    public Task SendFullAsync(CancellationToken ct) => SendAsync(_latest.Values.ToList(), full: true, ct);
+    /// <summary>Sends the volume files' states that changed since the last report.</summary>
+    public async Task ReportVolumesAsync(IReadOnlyList<VolumeStatus> statuses, CancellationToken ct)
+    {
+        var changed = statuses.Where(s => !_volumes.TryGetValue(s.Id, out var old) || !old.Equals(s)).ToList();
+        if (changed.Count == 0) return;
+        foreach (var s in changed)
+        {
+            if (s.Gone) _volumes.TryRemove(s.Id, out _);
+            else _volumes[s.Id] = s;
+        }
+        await SendAsync([], full: false, ct, changed);
+    }
 
-    private async Task SendAsync(IReadOnlyList<InstanceStatus> statuses, bool full, CancellationToken ct)
+    public Task SendFullAsync(CancellationToken ct) => SendAsync(_latest.Values.ToList(), full: true, ct, _volumes.Values.ToList());
+
+    private async Task SendAsync(IReadOnlyList<InstanceStatus> statuses, bool full, CancellationToken ct, IReadOnlyList<VolumeStatus>? volumes = null)
     {
         var client = _client;
         if (client is null || _nodeId is null) return;
@@ -44,6 +58,7 @@ public sealed partial class StatusReporter(ILogger<StatusReporter> logger)
         {
             var report = new StatusReport { NodeId = _nodeId, Full = full };
             report.Instances.AddRange(statuses);
+            if (volumes is not null) report.Volumes.AddRange(volumes);
             await client.ReportStatusAsync(report, cancellationToken: ct);
         }
         catch (Grpc.Core.RpcException e)

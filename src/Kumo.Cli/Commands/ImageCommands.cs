@@ -12,9 +12,9 @@ internal static class ImageCommands
         var image = new Command("image", "Import, export and inspect the images instances boot from");
 
         var type = new Option<string?>("--type") { Description = "Only images of this type", HelpName = "TYPE" };
-        type.AcceptOnlyFromAmong("vm", "container");
+        type.AcceptOnlyFromAmong(Kumo.Core.InstanceTypes.Vm, Kumo.Core.InstanceTypes.Container);
         var list = new Command("list", "List images") { type };
-        cli.Examples(list, "kumo image list", "kumo image list --type vm -o json");
+        cli.Examples(list, "kumo image list", "kumo image list --type container");
         cli.SetAction(list, async run =>
         {
             var images = await run.Client.ListImagesAsync(run.Get(type), run.Cancellation);
@@ -103,7 +103,7 @@ internal static class ImageCommands
                     // Only the stored qcow2 has a size known up front; a converted export shows bytes so far.
                     var known = chosen == "qcow2" ? (await run.Client.GetImageAsync(imageName, run.Cancellation)).SizeBytes : null;
                     await run.Output.TransferAsync($"downloading {imageName} ({chosen})", known, progress =>
-                        run.Client.ExportImageAsync(imageName, chosen, destination, new Relay(p => progress.Report(p.Done)), run.Cancellation));
+                        run.Client.ExportImageAsync(imageName, chosen, destination, new Output.SyncProgress<(long Done, long? Total)>(p => progress.Report(p.Done)), run.Cancellation));
                 }
                 File.Move(partial, path, overwrite: true);
             }
@@ -150,9 +150,4 @@ internal static class ImageCommands
         ".vmdk" => "vmdk",
         _ => "qcow2",
     };
-
-    private sealed class Relay(Action<(long Done, long? Total)> report) : IProgress<(long Done, long? Total)>
-    {
-        public void Report((long Done, long? Total) value) => report(value);
-    }
 }

@@ -20,6 +20,7 @@ internal static class VmCommands
             vm.Subcommands.Add(command);
         vm.Subcommands.Add(SnapshotCommands.Create(cli));
         vm.Subcommands.Add(VmConsoleCommand.Create(cli));
+        vm.Subcommands.Add(VmDebugCommand.Create(cli));
         return vm;
     }
 

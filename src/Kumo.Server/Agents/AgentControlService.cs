@@ -15,8 +15,8 @@ namespace Kumo.Server.Agents;
 /// </summary>
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
-    Snapshots.SnapshotService snapshots,
-    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time)
+    Snapshots.SnapshotService snapshots, Volumes.VolumeService volumes,
+    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time, Debugging.DebugService debug)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -76,15 +76,18 @@ public sealed class AgentControlService(
         if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
             return new StatusReply();
         nodes.Touch(request.NodeId);
-        if (request.Instances.Count > 0)
+        if (request.Instances.Count > 0 || request.Volumes.Count > 0)
         {
             await db.WriteAsync(ctx =>
             {
                 foreach (var s in request.Instances)
                 {
                     snapshots.ApplyReport(ctx, request.NodeId, s);
+                    volumes.ApplyInstanceReport(ctx, request.NodeId, s);
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
+                    debug.Observe(ctx, s.Id, s.DebugEndpoint, s.DebugError);
                 }
+                volumes.ApplyNodeReport(ctx, request.NodeId, request.Volumes);
             }, context.CancellationToken);
         }
         return new StatusReply();
@@ -191,20 +194,22 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot)>(
+            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort, string? Container, string Project, string? Owner)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port, i.container, i.project, u.name
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
+                LEFT JOIN debug_ports d ON d.instance_id = i.id
+                LEFT JOIN users u ON u.id = i.owner_id
             WHERE i.node_id = @nodeId ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
         var byId = new Dictionary<string, DesiredInstance>(StringComparer.Ordinal);
         foreach (var r in rows)
         {
-            state.Instances.Add(byId[r.Id] = new DesiredInstance
+            var d = byId[r.Id] = new DesiredInstance
             {
                 Id = r.Id,
                 Name = r.Name,
@@ -223,10 +228,22 @@ public sealed class AgentControlService(
                 ImagePasswordHash = r.PasswordHash ?? "",
                 RestoreGeneration = r.RestoreGeneration,
                 RestoreSnapshot = r.RestoreSnapshot ?? "",
-            });
+                DebugEndpoint = r.DebugPort is { } port ? debug.EndpointOf(port) : "",
+                Project = r.Project,
+                Owner = r.Owner ?? "",
+            };
+            if (Json.Container(r.Container) is { } spec)
+            {
+                d.ContainerCommand.AddRange(spec.Command);
+                foreach (var (k, v) in spec.Env) d.ContainerEnv[k] = v;
+                d.ContainerPorts.AddRange(spec.Ports.Select(p => new ContainerPort { ContainerPort_ = p.ContainerPort, HostPort = p.HostPort, HostIp = p.HostIp }));
+                d.ContainerVolumes.AddRange(spec.Volumes.Select(v => new ContainerVolume { Source = v.Source, Target = v.Target, ReadOnly = v.ReadOnly }));
+            }
+            state.Instances.Add(d);
         }
         AddNetworks(c, nodeId, state);
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);
+        Volumes.VolumeService.AddDesired(c, nodeId, state, byId);
         return state;
     }, ct);
 }

@@ -73,7 +73,11 @@ public sealed class QuotaService(Database db, IOptions<QuotaDefaults> defaults)
 
     private static string UsageSql(string where) =>
         "SELECT count(*) FILTER (WHERE type = 'vm'), count(*) FILTER (WHERE type = 'container'), coalesce(sum(cpus), 0), "
-        + $"coalesce(sum(memory_bytes), 0), coalesce(sum(disk_bytes), 0) FROM instances WHERE {where.Replace("@subject", "$subject", StringComparison.Ordinal)}";
+        + $"coalesce(sum(memory_bytes), 0), coalesce(sum(disk_bytes), 0) + {VolumeBytes(where)} FROM instances WHERE {where.Replace("@subject", "$subject", StringComparison.Ordinal)}";
+
+    /// <summary>Volumes count in the disk quota next to instance disks (same owner_id/project columns).</summary>
+    private static string VolumeBytes(string where) =>
+        $"(SELECT coalesce(sum(size_bytes), 0) FROM volumes WHERE {where.Replace("@subject", "$subject", StringComparison.Ordinal)})";
 
     private static QuotaLimits ReadUsage(Microsoft.Data.Sqlite.SqliteDataReader r) =>
         new() { Vms = r.GetInt32(0), Containers = r.GetInt32(1), Vcpus = r.GetInt32(2), MemoryBytes = r.GetInt64(3), DiskBytes = r.GetInt64(4) };

@@ -80,5 +80,18 @@ public sealed class ImageService(Database db, ImageStorage storage, TimeProvider
                 description = "Debian cloud kernel + busybox initramfs; signals readiness, mounts its disk at /data",
                 now = Json.Now(time),
             }, ctx.Transaction);
+        ctx.Connection.Execute(
+            """
+            INSERT INTO images (id, name, project, type, readiness, description, built_in, created_at)
+            VALUES (@id, 'busybox', @system, 'container', 'none', @description, 1, @now)
+            ON CONFLICT (project, type, name) DO NOTHING
+            """,
+            new
+            {
+                id = Ulid.NewUlid().ToString().ToLowerInvariant(),
+                system = SystemProject,
+                description = "busybox-static with its applets, built on each node without a registry",
+                now = Json.Now(time),
+            }, ctx.Transaction);
     }, ct);
 }

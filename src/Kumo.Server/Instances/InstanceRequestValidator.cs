@@ -7,7 +7,7 @@ namespace Kumo.Server.Instances;
 public sealed record ValidCreate(
     string Name, string Type, string Image, int Cpus, long MemoryBytes, long DiskBytes, string? Node, bool Stopped,
     IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector,
-    IReadOnlyList<string> SshKeys, string? Password, string? Network = null);
+    IReadOnlyList<string> SshKeys, string? Password, ContainerSpec? Container = null, string? Network = null);
 
 /// <summary>Checks every field of a request and reports all problems at once, keyed by field.</summary>
 public static class InstanceRequestValidator
@@ -19,7 +19,8 @@ public static class InstanceRequestValidator
     public const long MaxDisk = 16 * ByteSize.TiB;
     public const int MaxDescription = 1024;
 
-    public static ValidCreate Validate(InstancesPost? body, InstanceDefaults defaults)
+    /// <param name="owner">The user the instance will belong to: container volumes live in their storage dir.</param>
+    public static ValidCreate Validate(InstancesPost? body, InstanceDefaults defaults, string? owner = null)
     {
         if (body is null)
             throw new ProblemException(400, Core.ProblemTypes.MalformedBody, "The request body is missing", "send a JSON object");
@@ -31,14 +32,30 @@ public static class InstanceRequestValidator
         }
 
         if (Names.Validate(body.Name) is { } nameError) Add("name", nameError);
-        var type = body.Type ?? "vm";
-        if (type != "vm") Add("type", $"type '{type}' is not supported yet; use 'vm' (containers arrive with the containers issue)");
-        var image = body.Image ?? defaults.Image;
+        var type = body.Type ?? InstanceTypes.Vm;
+        if (type is not (InstanceTypes.Vm or InstanceTypes.Container)) Add("type", $"type '{type}' is not known; use 'vm' or 'container'");
+        var isContainer = type == InstanceTypes.Container;
+        var image = body.Image ?? (isContainer ? defaults.ContainerImage : defaults.Image);
         if (Names.Validate(image, "image") is { } imageError) Add("image", imageError);
         var cpus = body.Cpus ?? defaults.Cpus;
         if (cpus < 1 || cpus > MaxCpus) Add("cpus", $"cpus must be between 1 and {MaxCpus}, got {cpus}");
-        var memory = Size(body.Memory, defaults.MemoryBytes, MinMemory, MaxMemory, "memory", Add);
-        var disk = Size(body.Disk, defaults.DiskBytes, MinDisk, MaxDisk, "disk", Add);
+        // A container without -m still gets a limit: the admin-configured default, never "unlimited".
+        var memory = Size(body.Memory, isContainer ? defaults.ContainerMemoryBytes : defaults.MemoryBytes, MinMemory, MaxMemory, "memory", Add);
+        // A container has no disk of its own to reserve: its writable layer lives in the node's container storage.
+        var disk = isContainer ? 0 : Size(body.Disk, defaults.DiskBytes, MinDisk, MaxDisk, "disk", Add);
+        ContainerSpec? container = null;
+        if (isContainer)
+        {
+            if (body.Disk is not null) Add("disk", "containers have no disk of their own; mount a volume from your storage dir instead");
+            if (body.SshKeys is { Count: > 0 } || body.Password is not null) Add("sshKeys", "SSH keys and passwords are for VMs; use kumo ct exec");
+            container = ContainerPolicy.Validate(body, owner, Add);
+        }
+        else if (body.Command is not null || body.Env is not null || body.Ports is not null || body.Volumes is not null
+                 || body.Privileged is not null || body.Pid is not null || body.Ipc is not null
+                 || body.Devices is not null || body.CapAdd is not null)
+        {
+            Add("type", "command, env, ports, volumes and the other container fields need type 'container'");
+        }
         if (body.Node is not null && Names.Validate(body.Node, "node") is { } nodeError) Add("node", nodeError);
         ValidateLabels(body.Labels, "labels", Add);
         ValidateLabels(body.NodeSelector, "nodeSelector", Add);
@@ -58,12 +75,21 @@ public static class InstanceRequestValidator
         if (body.Password is { } pw && (pw.Length is < 8 or > 256 || pw.Any(char.IsControl)))
             Add("password", "password must be 8-256 printable characters");
 
-        if (body.Network is not null && Names.Validate(body.Network, "network") is { } networkError) Add("network", networkError);
+        if (!isContainer && body.Network is not null && Names.Validate(body.Network, "network") is { } networkError) Add("network", networkError);
 
         if (errors.Count > 0)
+        {
+            // Policy refusals are not typos: they get their own type and 403, so a client can tell "not allowed" from "malformed".
+            var policy = errors.Where(e => e.Key.StartsWith(ContainerPolicy.Prefix, StringComparison.Ordinal))
+                .ToDictionary(e => e.Key[ContainerPolicy.Prefix.Length..], e => e.Value.ToArray());
+            if (policy.Count > 0)
+                throw new ProblemException(403, ProblemTypes.PolicyRefused, "Refused by container policy",
+                    string.Join("; ", policy.Select(e => $"{e.Key}: {string.Join(", ", e.Value)}")))
+                { Errors = policy };
             throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+        }
         return new ValidCreate(body.Name!, type, image, cpus, memory, disk, body.Node, body.Stopped ?? false,
-            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, body.Network);
+            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, container, isContainer ? null : body.Network);
     }
 
     private static bool IsBase64(string s) =>
@@ -102,6 +128,18 @@ public static class InstanceRequestValidator
 public sealed record InstanceDefaults
 {
     public string Image { get; init; } = "tiny";
+
+    /// <summary>Image of a container created without --image: the busybox image every node builds itself.</summary>
+    public string ContainerImage { get; init; } = "busybox";
+
+    /// <summary>Memory limit of a container created without -m (kumod --container-memory-default).</summary>
+    public long ContainerMemoryBytes { get; init; } = 512 * ByteSize.MiB;
+
+    /// <summary>Host ports published containers get, per node, bound to 127.0.0.1 (kumod --container-port-pool).</summary>
+    public int PortPoolFirst { get; init; } = 20000;
+
+    public int PortPoolLast { get; init; } = 29999;
+
     public int Cpus { get; init; } = 1;
     public long MemoryBytes { get; init; } = 256 * ByteSize.MiB;
     public long DiskBytes { get; init; } = ByteSize.GiB;

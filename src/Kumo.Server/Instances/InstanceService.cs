@@ -58,7 +58,7 @@ public sealed class InstanceService(
 
     public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
-        var req = InstanceRequestValidator.Validate(body, defaults.Value);
+        var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
         // The project's own image first, then one shared through 'default' or 'system'.
         var image = await db.ReadAsync(c => c.QueryFirstOrDefault<ImageRow>(
@@ -101,6 +101,7 @@ public sealed class InstanceService(
             { Rejections = e.Rejections };
         }
 
+        var container = req.Container is { } spec ? spec with { Ports = AllocatePorts(ctx, node.Id, spec.Ports, req.Name) } : null;
         var now = Json.Now(time);
         var row = new InstanceRow
         {
@@ -124,6 +125,7 @@ public sealed class InstanceService(
             StatusMessage = $"placed on {node.Name}",
             Labels = Json.Labels(req.Labels),
             Description = req.Description,
+            Container = Json.Container(container),
             Version = 1,
             CreatedAt = now,
             UpdatedAt = now,
@@ -131,10 +133,11 @@ public sealed class InstanceService(
         ctx.Execute(
             """
             INSERT INTO instances (id, name, project, owner_id, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
-                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at, image_id, ssh_keys, password_hash)
+                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at, image_id, ssh_keys, password_hash, container)
             VALUES ($id, $name, $project, $owner, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
-                $stop, $gen, $message, $labels, $description, $version, $created, $updated, $imageId, $sshKeys, $passwordHash)
+                $stop, $gen, $message, $labels, $description, $version, $created, $updated, $imageId, $sshKeys, $passwordHash, $container)
             """,
+            ("$container", row.Container),
             ("$imageId", row.ImageId), ("$sshKeys", row.SshKeys), ("$passwordHash", row.PasswordHash),
             ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$owner", row.OwnerId), ("$type", row.Type), ("$image", row.Image),
             ("$cpus", row.Cpus), ("$memory", row.MemoryBytes), ("$disk", row.DiskBytes), ("$node", row.NodeId), ("$state", row.State),
@@ -149,6 +152,34 @@ public sealed class InstanceService(
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
         return op;
+    }
+
+    /// <summary>
+    /// Host ports for a container's published ports: the lowest free ones of the pool on its node. Runs inside the
+    /// placing write, so two creates never get the same port; a deleted container's ports are free again at once.
+    /// </summary>
+    private List<PortMapping> AllocatePorts(WriteContext ctx, string nodeId, IReadOnlyList<PortMapping> wanted, string name)
+    {
+        if (wanted.Count == 0) return [];
+        var used = new HashSet<int>();
+        foreach (var json in ctx.Connection.Query<string>(
+            "SELECT container FROM instances WHERE node_id = @nodeId AND container IS NOT NULL", new { nodeId }, ctx.Transaction))
+        {
+            foreach (var p in Json.Container(json)?.Ports ?? []) used.Add(p.HostPort);
+        }
+        var (first, last) = (defaults.Value.PortPoolFirst, defaults.Value.PortPoolLast);
+        var result = new List<PortMapping>();
+        var next = first;
+        foreach (var p in wanted)
+        {
+            while (next <= last && used.Contains(next)) next++;
+            if (next > last)
+                throw new ProblemException(409, ProblemTypes.NoCapacity, "No free host port",
+                    $"the node's port pool {first}-{last} is used up; '{name}' cannot publish port {p.ContainerPort}");
+            result.Add(p with { HostPort = next, HostIp = "127.0.0.1" });
+            used.Add(next);
+        }
+        return result;
     }
 
     public Task<Operation> ActAsync(Caller caller, string project, string name, string action, CancellationToken ct) =>
@@ -332,6 +363,7 @@ public sealed class InstanceService(
         // Operations still open (a snapshot being made, say) can no longer finish once the instance is gone.
         operations.FailAll(ctx, row.Id, failOpsWith ?? "the instance was deleted");
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
+        Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
         NetworkService.Release(ctx, row.Id);
         Monitoring.MeasuredUsage.Forget(ctx, row.Id);
@@ -353,6 +385,10 @@ public sealed class InstanceService(
                 status_message = @StatusMessage, labels = @Labels, description = @Description, version = @Version, updated_at = @UpdatedAt
             WHERE id = @Id
             """, row, ctx.Transaction);
+        // A gdb stub lives only while its VM is meant to run: stopping (or the guest's own power-off) frees the port
+        // in this same write, so no crash can leave it allocated.
+        if (row.DesiredPower != PowerStates.Running)
+            ctx.Connection.Execute("DELETE FROM debug_ports WHERE instance_id = @Id", row, ctx.Transaction);
         if (notify && row.NodeId is { } nodeId) ctx.OnCommit(() => signals.Notify(nodeId));
     }
 

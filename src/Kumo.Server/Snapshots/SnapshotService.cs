@@ -110,7 +110,8 @@ public sealed class SnapshotService(Database db, OperationStore operations, Node
         if (status.SnapshotsListed)
         {
             var present = status.Snapshots.Where(s => s.Present).ToDictionary(s => s.Name, StringComparer.Ordinal);
-            var failed = status.Snapshots.Where(s => s.Error.Length > 0).ToDictionary(s => s.Name, s => s.Error, StringComparer.Ordinal);
+            var failed = status.Snapshots.Where(s => s.Error.Length > 0).GroupBy(s => s.Name, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.First().Error, StringComparer.Ordinal);
             var changed = false;
             foreach (var row in ctx.Connection.Query<SnapshotRow>("SELECT * FROM snapshots WHERE instance_id = @Id", instance, ctx.Transaction).ToList())
             {

@@ -246,7 +246,23 @@ internal static class Migrations
             cpu_seconds REAL NOT NULL
         );
         """,
-        // 10: tenant networks (one subnet each, unique per project, not overlapping within it) and IPAM: one row per
+        // 10: gdb stub ports, one per VM at most, from the admin's pool. A row lives only while its VM is meant to
+        // run: stop, destroy, delete and a guest's own power-off remove it in the same write.
+        """
+        CREATE TABLE debug_ports (
+            instance_id TEXT PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+            port INTEGER NOT NULL UNIQUE,
+            node_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        );
+        """,
+        // 11: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
+        """
+        ALTER TABLE instances ADD COLUMN container TEXT;
+        """,
+        // 12: tenant networks (one subnet each, unique per project, not overlapping within it) and IPAM: one row per
         // instance NIC, so no two NICs share an address or a MAC; rows go with their instance.
         """
         CREATE TABLE networks (

@@ -43,6 +43,10 @@ internal sealed class InstanceRow
     public string? ImageId { get; set; }
     public string? SshKeys { get; set; }
     public string? PasswordHash { get; set; }
+
+    /// <summary>For containers: the <see cref="ContainerSpec"/> as JSON.</summary>
+    public string? Container { get; set; }
+
     public long RestoreGeneration { get; set; }
     public string? RestoreSnapshot { get; set; }
     public string Labels { get; set; } = "{}";
@@ -70,6 +74,7 @@ internal sealed class InstanceRow
         StatusMessage = StatusMessage,
         Labels = Json.Labels(Labels),
         Description = Description,
+        Container = Json.Container(Container),
         Version = Version,
         CreatedAt = Json.Time(CreatedAt),
         UpdatedAt = Json.Time(UpdatedAt),
@@ -151,4 +156,10 @@ internal static class Json
 
     public static string Labels(IReadOnlyDictionary<string, string>? labels) =>
         JsonSerializer.Serialize(labels ?? new Dictionary<string, string>());
+
+    private static readonly JsonSerializerOptions Camel = new(JsonSerializerDefaults.Web);
+
+    public static ContainerSpec? Container(string? json) => json is null ? null : JsonSerializer.Deserialize<ContainerSpec>(json, Camel);
+
+    public static string? Container(ContainerSpec? spec) => spec is null ? null : JsonSerializer.Serialize(spec, Camel);
 }

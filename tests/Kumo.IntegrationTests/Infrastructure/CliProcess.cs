@@ -35,7 +35,8 @@ public static class CliProcess
     public static Task<CliResult> RunInAsync(string home, string url, params string[] args) =>
         RunInAsync(home, url, new Dictionary<string, string?>(), null, args);
 
-    public static async Task<CliResult> RunInAsync(string home, string url, IReadOnlyDictionary<string, string?> environment, string? stdin, params string[] args)
+    /// <summary>`dotnet kumo.dll --url URL ARGS` with all three streams piped and only the test's own settings in its environment.</summary>
+    internal static ProcessStartInfo StartInfo(string home, string url, string? token, IEnumerable<string> args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -52,8 +53,14 @@ public static class CliProcess
         psi.Environment["HOME"] = home;
         psi.Environment.Remove("KUMO_URL");
         psi.Environment.Remove("XDG_CONFIG_HOME");
-        psi.Environment.Remove("KUMO_TOKEN");
-        if (Token is not null) psi.Environment["KUMO_TOKEN"] = Token;
+        if (token is null) psi.Environment.Remove("KUMO_TOKEN");
+        else psi.Environment["KUMO_TOKEN"] = token;
+        return psi;
+    }
+
+    public static async Task<CliResult> RunInAsync(string home, string url, IReadOnlyDictionary<string, string?> environment, string? stdin, params string[] args)
+    {
+        var psi = StartInfo(home, url, Token, args);
         foreach (var (name, value) in environment)
         {
             if (value is null) psi.Environment.Remove(name);
@@ -80,23 +87,7 @@ public sealed class InteractiveCli : IDisposable
 
     public InteractiveCli(string home, string url, string? token, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        psi.ArgumentList.Add(Repo.CliDll);
-        psi.ArgumentList.Add("--url");
-        psi.ArgumentList.Add(url);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["CI"] = "true";
-        psi.Environment["HOME"] = home;
-        psi.Environment.Remove("KUMO_URL");
-        psi.Environment.Remove("XDG_CONFIG_HOME");
-        if (token is null) psi.Environment.Remove("KUMO_TOKEN");
-        else psi.Environment["KUMO_TOKEN"] = token;
+        var psi = CliProcess.StartInfo(home, url, token, args);
         _process = Process.Start(psi)!;
         _ = PumpAsync(_process.StandardOutput, _out);
         _ = PumpAsync(_process.StandardError, _err);

@@ -67,7 +67,11 @@ public sealed class KumoEnvironment : IAsyncDisposable
             "--agent-listen", $"127.0.0.1:{AgentPort}",
             "--images-dir", ImagesDir,
         };
-        if (_allInOne) args.AddRange(["--all-in-one", "--node-name", "local", "--accel", "tcg", "--stop-grace-seconds", "20"]);
+        if (_allInOne)
+        {
+            args.AddRange(["--all-in-one", "--node-name", "local", "--accel", "tcg", "--stop-grace-seconds", "20",
+                "--user-data-dir", UserDataDir]);
+        }
         args.AddRange(_serverArgs);
         args.AddRange(extraArgs);
         Server = DaemonProcess.Start(Repo.KumodDll, args);
@@ -137,6 +141,53 @@ public sealed class KumoEnvironment : IAsyncDisposable
 
     public string AgentStateDir(string name) => Path.Combine(StateDir, "agent-" + name);
 
+    /// <summary>Users' storage dirs (what ~/.kumo-data is on a real node), inside the test's state dir.</summary>
+    public string UserDataDir => Path.Combine(StateDir, "kumo-data");
+
+    /// <summary>Creates a user with a password and returns a bearer token for them.</summary>
+    public async Task<string> AddUserAsync(string name)
+    {
+        var password = $"{name} password {Guid.NewGuid():n}";
+        using (var created = await Api.Http.PostAsync("/api/v1/users", System.Net.Http.Json.JsonContent.Create(new UsersPost { Name = name, Password = password })))
+            created.EnsureSuccessStatusCode();
+        using var r = await Api.Http.PostAsync("/api/v1/auth/login", System.Net.Http.Json.JsonContent.Create(new LoginRequest { Username = name, Password = password }));
+        r.EnsureSuccessStatusCode();
+        return (await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<LoginResponse>(r.Content, ApiClient.Json))!.Token;
+    }
+
+    /// <summary>Runs the real CLI with someone else's token (their personal project is the default).</summary>
+    public async Task<CliResult> CliAsAsync(string token, params string[] args)
+    {
+        await EnsureCliTrustAsync();
+        return await CliProcess.RunInAsync(CliHome, Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = token, ["KUMO_PROJECT"] = null }, null, args);
+    }
+
+    /// <summary>
+    /// Containers run under conmon, outside every process the test started: remove them (and any podman service left
+    /// behind) from each agent's engine under the state dir.
+    /// </summary>
+    public async Task RemoveContainersAsync()
+    {
+        if (!Directory.Exists(StateDir)) return;
+        foreach (var agentDir in Directory.GetDirectories(StateDir).Where(d => Directory.Exists(Path.Combine(d, "containers", "storage"))))
+        {
+            await using var engine = new Kumo.Agent.Containers.ContainerEngine(agentDir, Microsoft.Extensions.Logging.Abstractions.NullLogger<Kumo.Agent.Containers.ContainerEngine>.Instance);
+            await engine.PodmanAsync(["rm", "--all", "--force", "--time", "0"], CancellationToken.None);
+            var pidFile = Path.Combine(engine.Dir, "podman.pid");
+            if (File.Exists(pidFile) && int.TryParse(await File.ReadAllTextAsync(pidFile), out var pid))
+            {
+                try
+                {
+                    using var p = System.Diagnostics.Process.GetProcessById(pid);
+                    if (p.ProcessName == "podman") p.Kill();
+                }
+                catch (ArgumentException)
+                {
+                }
+            }
+        }
+    }
+
     /// <summary>Starts a kumo-agent and leaves waiting to the test (for agents expected to fail or be refused).</summary>
     public DaemonProcess StartAgentProcess(string name, params string[] extra)
     {
@@ -154,6 +205,12 @@ public sealed class KumoEnvironment : IAsyncDisposable
     /// <summary>Runs the real `kumo` CLI as the test's user, who trusts this kumod's CA (pinned with `kumo config trust --ca`).</summary>
     public async Task<CliResult> CliAsync(params string[] args)
     {
+        await EnsureCliTrustAsync();
+        return await CliProcess.RunInAsync(CliHome, Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = Token }, null, args);
+    }
+
+    private async Task EnsureCliTrustAsync()
+    {
         if (!_cliTrusts && !_insecureHttp)
         {
             Directory.CreateDirectory(CliHome);
@@ -161,7 +218,6 @@ public sealed class KumoEnvironment : IAsyncDisposable
             if (trust.ExitCode != 0) throw new InvalidOperationException($"kumo config trust failed: {trust.Err}");
             _cliTrusts = true;
         }
-        return await CliProcess.RunInAsync(CliHome, Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = Token }, null, args);
     }
 
     public List<int> QemuPids() => Repo.QemuPids(StateDir);
@@ -203,6 +259,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
         foreach (var a in _agents) a.Dispose();
         Server?.Dispose();
         Repo.KillQemu(StateDir);
+        await RemoveContainersAsync();
         Api?.Dispose();
         await Task.Delay(50);
         try

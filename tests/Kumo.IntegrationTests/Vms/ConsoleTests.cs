@@ -13,9 +13,12 @@ public sealed class ConsoleGuest : IAsyncLifetime
 
     public KumoEnvironment Env { get; private set; } = null!;
 
+    /// <summary>The whole gdb stub pool: one free port, so the tests need no fixed port another run might hold.</summary>
+    public int DebugPort { get; } = DaemonProcess.FreePort();
+
     public async Task InitializeAsync()
     {
-        Env = await KumoEnvironment.StartAsync();
+        Env = await KumoEnvironment.StartAsync(true, "--debug-ports", $"{DebugPort}-{DebugPort}");
         var op = await Env.CreateAsync(Vm);
         if (op.Status != OperationStatuses.Succeeded) throw new InvalidOperationException($"{op.Error}\n{Env.Diagnostics()}");
     }
@@ -23,7 +26,10 @@ public sealed class ConsoleGuest : IAsyncLifetime
     public async Task DisposeAsync() => await Env.DisposeAsync();
 }
 
-/// <summary>The serial console through kumod: WebSocket viewers, the CLI, the kept log, and who may use it.</summary>
+/// <summary>
+/// The serial console through kumod (WebSocket viewers, the CLI, the kept log, and who may use it) and the gdb stub,
+/// on one guest.
+/// </summary>
 [Trait("Category", "Slow")]
 public sealed class ConsoleTests(ConsoleGuest fixture) : IClassFixture<ConsoleGuest>
 {
@@ -143,6 +149,69 @@ public sealed class ConsoleTests(ConsoleGuest fixture) : IClassFixture<ConsoleGu
         Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
         var problem = await r.Content.ReadFromJsonAsync<Problem>(ApiClient.Json);
         Assert.Equal(ProblemTypes.WebSocketRequired, problem!.Type);
+    }
+
+    [Fact]
+    public async Task Debug_GdbReadsRipThroughTheStub_OthersCannotGetIt_OffFreesThePort()
+    {
+        var target = $"target remote 127.0.0.1:{fixture.DebugPort}";
+        var on = await Env.CliAsync("vm", "debug", ConsoleGuest.Vm);
+        Assert.True(on.ExitCode == 0, on.Err + Env.Diagnostics());
+        Assert.Equal(target, on.Out.Trim());
+
+        var gdb = await RunAsync("gdb", "-batch", "-ex", target, "-ex", "info registers rip");
+        Assert.Matches(@"rip\s+0x[0-9a-f]+", gdb);
+
+        // --attach runs gdb already connected; here it reads its commands from a pipe.
+        var attach = await CliProcess.RunInAsync(Env.CliHome, Env.Url, new Dictionary<string, string?> { ["KUMO_TOKEN"] = Env.Token },
+            "info registers rip\n", "vm", "debug", ConsoleGuest.Vm, "--attach");
+        Assert.True(attach.ExitCode == 0, attach.Err);
+        Assert.Matches(@"rip\s+0x[0-9a-f]+", attach.Out);
+
+        // Another user cannot learn or take the port of someone else's VM.
+        var bob = await UserAsync("bob-dbg");
+        using var asBob = new ApiClient(new Uri(Env.Url), Env.CaPath);
+        asBob.Http.DefaultRequestHeaders.Authorization = new("Bearer", bob);
+        var owner = (await Env.Api.Http.GetFromJsonAsync<User>("/api/v1/auth/whoami", ApiClient.Json))!.Name;
+        using (var get = await asBob.Http.GetAsync($"/api/v1/instances/{ConsoleGuest.Vm}/debug?project={owner}"))
+            Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        using (var post = await asBob.Http.PostAsync($"/api/v1/instances/{ConsoleGuest.Vm}/debug?project={owner}", null))
+            Assert.Equal(HttpStatusCode.NotFound, post.StatusCode);
+
+        var off = await Env.CliAsync("vm", "debug", ConsoleGuest.Vm, "--off");
+        Assert.True(off.ExitCode == 0, off.Err);
+        Assert.False((await Env.Api.Http.GetFromJsonAsync<DebugStub>($"/api/v1/instances/{ConsoleGuest.Vm}/debug", ApiClient.Json))!.Enabled);
+        await EventuallyAsync(async () =>
+        {
+            using var probe = new System.Net.Sockets.TcpClient();
+            try
+            {
+                await probe.ConnectAsync(IPAddress.Loopback, fixture.DebugPort);
+                return false;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return true;
+            }
+        }, "QEMU to close the stub's port");
+
+        // gdb detached: the guest runs on.
+        await using var viewer = await ConsoleSocket.ConnectAsync(Env, ConsoleGuest.Vm);
+        var (command, answer) = Probe();
+        await EventuallyTypedAsync(viewer, command, answer);
+    }
+
+    private static async Task<string> RunAsync(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        p.StandardInput.Close();
+        var output = p.StandardOutput.ReadToEndAsync();
+        var error = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(Answer);
+        await p.WaitForExitAsync(cts.Token);
+        return await output + await error;
     }
 
     private async Task<string> UserAsync(string name)

@@ -93,9 +93,21 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/snapshots"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/snapshots/{snapshot}/restore"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/instances/{name}/snapshots/{snapshot}"] = new(Login, Ok, Hide, Ok),
+        // Volumes in alice's project: members and admins; bob does not learn the project's volumes.
+        ["GET /api/v1/volumes"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/volumes"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/volumes/{name}"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/volumes/{name}"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/volumes/{name}/attach"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/volumes/{name}/detach"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/volumes/{name}/resize"] = new(Login, Ok, Hide, Ok),
         // Owner and admins; alice's 'web' is stopped (409) on a node with no agent (503): past the policy either way.
         ["GET /api/v1/instances/{name}/console"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/console/log"] = new(Login, Ok, Hide, Ok),
+        // Owner and admins: no stub (200), 'web' is stopped (409), turning off what is off (200).
+        ["GET /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/auth/login"] = new(Ok, Ok, Ok, Ok),
         ["POST /api/v1/auth/logout"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/auth/whoami"] = new(Login, Ok, Ok, Ok),
@@ -472,6 +484,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
                 path = path.Replace("{name}", method == "DELETE" ? "no-such-net" : "lan") + "?project=alice";
             if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal))
                 path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot") + "?project=alice";
+            if (template.StartsWith("/api/v1/volumes", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-volume") + "?project=alice";
             if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
             if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
             if (template.StartsWith("/api/v1/quotas/", StringComparison.Ordinal)) path = path.Replace("{scope}", "user").Replace("{name}", "alice");
@@ -495,6 +508,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             "POST /api/v1/projects/{name}/members" => Json(new MemberPost { User = "dave" }),
             "PUT /api/v1/quotas/{scope}/{name}" => Json(new { }),
             "PUT /api/v1/instances/{name}" => Json(new InstancePut { Description = "matrix" }),
+            // An empty volume request: refused by validation (create) or for the missing volume (404), so nothing changes.
+            "POST /api/v1/volumes" or "POST /api/v1/volumes/{name}/attach" or "POST /api/v1/volumes/{name}/detach"
+                or "POST /api/v1/volumes/{name}/resize" => Json(new { }),
             // An invalid snapshot name: refused by validation, so nothing is made.
             "POST /api/v1/instances/{name}/snapshots" => Json(new SnapshotsPost { Name = "Not Valid!" }),
             "POST /api/v1/admin/restore" => Bytes("not a database"u8.ToArray(), "application/octet-stream"),

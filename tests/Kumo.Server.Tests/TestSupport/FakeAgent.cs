@@ -10,7 +10,7 @@ namespace Kumo.Server.Tests.TestSupport;
 
 /// <summary>
 /// A node agent that speaks the real protocol to kumod's agent endpoint but runs no guests: every desired state is
-/// reached at once (running, stopped, gone after a delete), and heartbeats keep the node up. It speaks over TLS,
+/// reached at once (running, stopped, gone after a delete, gdb stubs), and heartbeats keep the node up. It speaks over TLS,
 /// trusting kumod's CA, with a node certificate issued directly (as for the all-in-one agent).
 /// </summary>
 public sealed class FakeAgent : IAsyncDisposable
@@ -80,6 +80,8 @@ public sealed class FakeAgent : IAsyncDisposable
                             Id = i.Id,
                             State = i.Power == PowerStates.Running ? InstanceStates.Running : InstanceStates.Stopped,
                             BootGeneration = i.BootGeneration,
+                            // A gdb stub is up as soon as asked for, on a running guest.
+                            DebugEndpoint = i.Power == PowerStates.Running ? i.DebugEndpoint : "",
                         });
                 }
                 await _client.ReportStatusAsync(report, cancellationToken: ct);
