@@ -64,10 +64,10 @@ public sealed class TenantNetworkTests : IAsyncLifetime
         var before = await NetworkHost.CounterAsync(_table, "kumo-isolate");
         var routed = await RunAsync(cVm, $"ip route add 10.213.0.0/24 via 10.214.0.1; ping -c 3 -W 1 {a.Nics[0].Address}");
         Assert.Contains("100% packet loss", routed, StringComparison.Ordinal);
-        // Known gap: the isolation rule's counter did not count these packets in this run of the suite (they are lost
-        // before the forward hook, reason not found yet), so the drop is shown by the failed ping, not yet by a counter.
         var counted = await NetworkHost.CounterAsync(_table, "kumo-isolate") - before;
-        Console.WriteLine($"kumo-isolate counted {counted} packets");
+        // At least one of the pings reached the isolation rule and was dropped there (under TCG not every echo the
+        // guest reports as sent reaches the node within the ping's timeout, so the count is not exactly 3).
+        Assert.True(counted >= 1, $"the isolation rule counted {counted} packets; guest said:\n{routed}\n{await NetworkHost.RunAsync("nft", "list", "table", "inet", _table)}");
 
         // One dnsmasq per network, each kept by its network's directory in the agent's state dir.
         var recorded = NetworkHost.Recorded(AgentDir);
