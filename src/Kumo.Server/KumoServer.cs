@@ -43,6 +43,7 @@ public sealed record KumoServerOptions
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
+    public LiveMigration.MigrationOptions Migration { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -139,6 +140,8 @@ public static partial class KumoServer
         s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
         s.AddSingleton<Debugging.DebugService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Migration));
+        s.AddSingleton<LiveMigration.MigrationService>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddGrpc();
         s.AddOpenApi();
@@ -190,6 +193,7 @@ public static partial class KumoServer
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
         DebugEndpoints.Map(api);
+        MigrationEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ResourceEndpoints.MapAdmin(api);

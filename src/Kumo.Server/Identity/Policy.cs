@@ -54,6 +54,8 @@ public static class Policy
         [("instance", "destroy")] = Access.User,
         [("instance", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
+        // Where a guest runs is the operator's decision.
+        [("instance", "migrate")] = Access.Admin,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,
         [("metrics", "list")] = Access.User,
