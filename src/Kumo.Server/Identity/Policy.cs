@@ -53,6 +53,10 @@ public static class Policy
         [("instance", "restart")] = Access.User,
         [("instance", "destroy")] = Access.User,
         [("instance", "delete")] = Access.User,
+        [("network", "list")] = Access.User,
+        [("network", "get")] = Access.User,
+        [("network", "create")] = Access.User,
+        [("network", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
         // Where a guest runs is the operator's decision.
         [("instance", "migrate")] = Access.Admin,

@@ -89,6 +89,8 @@ public sealed class MigrationService(Database db, Scheduler scheduler, Operation
             throw ProblemException.InvalidState($"vm '{name}' has snapshots, which do not move with it; delete them first (kumo vm snapshot {name} list)");
         if (c.ExecuteScalar<long>("SELECT count(*) FROM volumes WHERE instance_id = @Id", vm, ctx.Transaction) > 0)
             throw ProblemException.InvalidState($"vm '{name}' has volumes attached, which stay on their node; detach them first (kumo volume list)");
+        if (c.ExecuteScalar<long>("SELECT count(*) FROM network_addresses WHERE instance_id = @Id", vm, ctx.Transaction) > 0)
+            throw ProblemException.InvalidState($"vm '{name}' has NICs on tenant networks, which do not follow it to another node yet");
         if (c.ExecuteScalar<long>("SELECT count(*) FROM debug_ports WHERE instance_id = @Id", vm, ctx.Transaction) > 0)
             throw ProblemException.InvalidState($"vm '{name}' has a gdb stub open; turn it off first (kumo vm debug {name} --off)");
 
