@@ -51,14 +51,23 @@ public sealed partial class ProxyHost(ProxyRouteTable routes, IOptions<ProxyOpti
         builder.Services.AddReverseProxy();
         var app = builder.Build();
         Configure(app);
-        await app.StartAsync(cancellationToken);
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            // A taken port ends kumod's start; the half-built host must not outlive it.
+            await app.DisposeAsync();
+            throw;
+        }
         _app = app;
         Address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         LogListening(Address);
     }
 
-    /// <summary>The proxy's pipeline; public so the routing can be exercised against a backend a test starts.</summary>
-    public static void Configure(WebApplication app)
+    /// <summary>The proxy's pipeline: trailing-slash redirect, routing, the policy check, YARP, then the unrouted 404.</summary>
+    private static void Configure(WebApplication app)
     {
         // /u/alice/web → /u/alice/web/, so the app's relative links resolve under its prefix.
         app.Use((ctx, next) =>
