@@ -43,6 +43,7 @@ public sealed record KumoServerOptions
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
+    public Networking.PortForwardOptions PortForwards { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -122,6 +123,8 @@ public static partial class KumoServer
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<Networking.NetworkService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.PortForwards));
+        s.AddSingleton<Networking.PortForwardService>();
         s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
@@ -188,6 +191,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
         NetworkEndpoints.Map(api);
+        PortForwardEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);

@@ -57,6 +57,9 @@ public static class Policy
         [("network", "get")] = Access.User,
         [("network", "create")] = Access.User,
         [("network", "delete")] = Access.User,
+        [("port-forward", "list")] = Access.User,
+        [("port-forward", "create")] = Access.User,
+        [("port-forward", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,
