@@ -97,6 +97,10 @@ public static class Policy
         [("audit", "verify")] = Access.Admin,
         [("audit", "export")] = Access.Admin,
         [("agent", "control")] = Access.Agent,
+        // The reverse proxy's own port: what it forwards is a user's published web app, public by design, and carries
+        // no Kumo identity. The table of every user's routes is for operators.
+        [("proxy", "forward")] = Access.Anonymous,
+        [("proxy", "routes")] = Access.Admin,
     };
 
     public enum Decision

@@ -25,7 +25,7 @@ public sealed class InstanceService(
     public const string DefaultProject = "default";
 
     private const string SelectWithNode =
-        "SELECT i.*, n.name AS node_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id";
+        "SELECT i.*, n.name AS node_name, u.name AS owner_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id LEFT JOIN users u ON u.id = i.owner_id";
 
     /// <remarks>The project has already been resolved for the caller (membership checked).</remarks>
     public Task<List<Instance>> ListAsync(string project, string? state, string? type, CancellationToken ct) =>
