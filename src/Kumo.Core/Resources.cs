@@ -257,3 +257,10 @@ public sealed record DebugStub
     /// <summary>The line to give gdb: "target remote HOST:PORT".</summary>
     public string? Target { get; init; }
 }
+
+/// <summary>POST /api/v1/instances/NAME/migrate: move a running VM to another node without stopping it (admins).</summary>
+public sealed record InstanceMigratePost
+{
+    /// <summary>The node to move to.</summary>
+    public string? Node { get; init; }
+}

@@ -35,6 +35,8 @@ public static class DaemonCommand
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
         var forwardRange = new Option<string>("--port-forward-range") { Description = "Node ports users may forward to their VMs (kumo port-forward), FIRST-LAST", DefaultValueFactory = _ => "2000-9999" };
         var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
+        var migrationPorts = new Option<string>("--migration-ports") { Description = "Ports target QEMUs listen on for live migrations (kumo vm migrate), FIRST-LAST", DefaultValueFactory = _ => "21500-21599" };
+        var migrationHost = new Option<string>("--migration-host") { Description = "Address migration targets listen on and sources connect to (one for all nodes)", DefaultValueFactory = _ => "127.0.0.1" };
         var containerMemory = new Option<string>("--container-memory-default") { Description = "Memory limit of a container created without one", DefaultValueFactory = _ => "512M" };
         var portPool = new Option<string>("--container-port-pool") { Description = "Host ports published container ports get (on 127.0.0.1), FIRST-LAST", DefaultValueFactory = _ => "20000-29999" };
         var proxyListen = new Option<string>("--proxy-listen") { Description = "Reverse proxy for containers' published ports (plain HTTP), IP:PORT or 'off'", DefaultValueFactory = _ => "127.0.0.1:7480" };
@@ -53,7 +55,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, containerMemory, portPool, proxyListen, proxyDomain, forwardRange })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, portPool, proxyListen, proxyDomain, forwardRange })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -79,6 +81,16 @@ public static class DaemonCommand
             if (!IPAddress.TryParse(parse.GetValue(debugBind), out _))
             {
                 await Console.Error.WriteLineAsync("error: --debug-bind takes an IP address, e.g. 127.0.0.1");
+                return 1;
+            }
+            if (Kumo.Server.Debugging.DebugPortOptions.ParseRange(parse.GetValue(migrationPorts)!) is not { } migrationRange)
+            {
+                await Console.Error.WriteLineAsync("error: --migration-ports takes FIRST-LAST, e.g. 21500-21599");
+                return 1;
+            }
+            if (!IPAddress.TryParse(parse.GetValue(migrationHost), out _))
+            {
+                await Console.Error.WriteLineAsync("error: --migration-host takes an IP address, e.g. 127.0.0.1");
                 return 1;
             }
             Kumo.Server.Identity.Ldap.LdapOptions? ldap = null;
@@ -136,6 +148,7 @@ public static class DaemonCommand
                 StateDir = state,
                 Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
                 PortForwards = new Kumo.Server.Networking.PortForwardOptions { First = forwards.First, Last = forwards.Last },
+                Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,
                 Health = new NodeHealthOptions

@@ -45,6 +45,7 @@ public sealed record KumoServerOptions
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
     public Networking.PortForwardOptions PortForwards { get; init; } = new();
+    public LiveMigration.MigrationOptions Migration { get; init; } = new();
 
     /// <summary>The reverse proxy for containers; off unless <see cref="ProxyOptions.Endpoint"/> is set (kumod's default: 127.0.0.1:7480).</summary>
     public ProxyOptions Proxy { get; init; } = new();
@@ -147,6 +148,8 @@ public static partial class KumoServer
         s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
         s.AddSingleton<Debugging.DebugService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Migration));
+        s.AddSingleton<LiveMigration.MigrationService>();
         s.AddHostedService<NodeLivenessMonitor>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Proxy));
         s.AddSingleton<ProxyRouteTable>();
@@ -205,6 +208,7 @@ public static partial class KumoServer
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
         DebugEndpoints.Map(api);
+        MigrationEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
         ProxyEndpoints.Map(api);

@@ -61,6 +61,8 @@ public static class Policy
         [("port-forward", "create")] = Access.User,
         [("port-forward", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
+        // Where a guest runs is the operator's decision.
+        [("instance", "migrate")] = Access.Admin,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,
         [("metrics", "list")] = Access.User,

@@ -91,6 +91,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/port-forwards"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/instances/{name}/port-forwards/{publicPort}"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/metrics"] = new(Login, Ok, Hide, Ok),
+        // Admins only, even for the owner: it decides which node a guest runs on (alice's stopped 'web' answers 409 to the admin).
+        ["POST /api/v1/instances/{name}/migrate"] = new(Login, Deny, Deny, Ok),
         // Everyone logged in; what they get is filtered to their projects' instances (admins: all).
         ["GET /api/v1/metrics"] = new(Login, Ok, Ok, Ok),
         // Snapshots of alice's VM: hers and the admin's; bob does not learn it exists.
