@@ -189,6 +189,7 @@ public static partial class KumoServer
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
+        ContainerSessionEndpoints.Map(api);
         DebugEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
