@@ -16,6 +16,9 @@ RUNTIME_PACKAGES=(
     # Containers: the agent runs `podman system service` with runc (crun refuses hybrid cgroups); CNI plugins give
     # podman's bridge network and -p publishing; base images are built from busybox-static and with mmdebstrap.
     podman runc conmon containernetworking-plugins iptables mmdebstrap uidmap
+    # Tenant networks: a bridge and taps per network (iproute2), dnsmasq per network for DHCP/DNS (the -base package:
+    # no system-wide dnsmasq service), nftables for isolation and NAT.
+    dnsmasq-base nftables
 )
 
 # What the test suites need on top. Add a package here when a test starts needing it.

@@ -38,9 +38,11 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
+        var networks = new Networking.NetworkManager(options.StateDir, loggers.CreateLogger<Networking.NetworkManager>(), options.ResyncInterval);
+        var networkLoop = networks.RunAsync(stoppingToken);
         await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
-        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, containers);
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers);
         var containerSessions = new Containers.ContainerSessions(engine, loggers.CreateLogger<Containers.ContainerSessions>());
         var sessions = new ConsoleSessions(consoles, containerSessions, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
@@ -70,6 +72,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 LogRegistered(options.NodeName, reply.NodeId, accelerator, cpus, memory / (1024 * 1024));
                 _registered.TrySetResult(reply.NodeId);
                 reporter.Attach(client, reply.NodeId);
+                networks.NodeId = reply.NodeId;
                 images.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
                 await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
@@ -114,6 +117,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         }
         await reconciler.StopAsync();
         await consoles.CloseAllAsync();
+        await networkLoop;
     }
 
     private async Task RunConnectedAsync(AgentControl.AgentControlClient client, RegisterReply reply, StatusReporter reporter,

@@ -189,6 +189,25 @@ internal sealed partial class Output
         ("Created", Time(i.CreatedAt)),
         ("Id", i.Id));
 
+    public IRenderable Networks(IReadOnlyList<Network> networks)
+    {
+        var table = Table("NAME", "SUBNET", "GATEWAY", "NAT", "DNS DOMAIN", "ADDRESSES");
+        foreach (var n in networks)
+            AddRow(table, n.Name, n.Subnet, n.Gateway, n.Nat ? "yes" : "no", n.DnsDomain, n.Addresses.Count.ToString(CultureInfo.InvariantCulture));
+        return table;
+    }
+
+    public static IRenderable Network(Network n) => Details(
+        ("Name", n.Name),
+        ("Project", n.Project),
+        ("Subnet", n.Subnet),
+        ("Gateway", n.Gateway),
+        ("NAT", n.Nat ? "yes" : "no"),
+        ("DNS domain", n.DnsDomain),
+        ("Addresses", n.Addresses.Count == 0 ? "none" : string.Join(", ", n.Addresses.Select(a => $"{a.Address} {a.Instance} ({a.Mac})"))),
+        ("Created", Time(n.CreatedAt)),
+        ("Id", n.Id));
+
     public IRenderable Instances(IReadOnlyList<Instance> instances)
     {
         var table = Table("NAME", "STATE", "NODE", "IMAGE", "CPUS", "MEMORY", "DISK", "CREATED");
@@ -213,6 +232,7 @@ internal sealed partial class Output
         ("Disk", i.DiskBytes > 0 ? Size(i.DiskBytes) : null),
         ("Labels", Labels(i.Labels)),
         ("Description", i.Description),
+        ("Networks", i.Nics.Count == 0 ? null : string.Join(", ", i.Nics.Select(n => $"{n.Network} {n.Address} ({n.Mac})"))),
         ("Created", Time(i.CreatedAt)),
         ("Updated", Time(i.UpdatedAt)),
         ("Id", i.Id));

@@ -37,6 +37,15 @@ public static class ProblemTypes
     /// <summary>An upload or an unpacked archive past the configured maximum image size.</summary>
     public const string ImageTooLarge = Base + "image-too-large";
 
+    /// <summary>A network's subnet overlaps another network of the same project.</summary>
+    public const string SubnetOverlap = Base + "subnet-overlap";
+
+    /// <summary>A network still has instances attached (delete them first).</summary>
+    public const string NetworkInUse = Base + "network-in-use";
+
+    /// <summary>Every address of a network's subnet is taken.</summary>
+    public const string AddressesExhausted = Base + "addresses-exhausted";
+
     /// <summary>A container request Kumo's policy refuses: privileged, host namespaces, devices, capabilities, host mounts.</summary>
     public const string PolicyRefused = Base + "policy-refused";
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>

@@ -65,6 +65,9 @@ public sealed record Instance
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public string? Description { get; init; }
 
+    /// <summary>The instance's NICs on tenant networks, with the addresses IPAM gave them.</summary>
+    public IReadOnlyList<NetworkAddress> Nics { get; init; } = [];
+
     /// <summary>For type container: what runs and how it is reached; null for VMs.</summary>
     public ContainerSpec? Container { get; init; }
 
@@ -163,7 +166,10 @@ public sealed record InstancesPost
 
     public bool? Privileged { get; init; }
 
-    /// <summary>Only the default is allowed; "host" is refused.</summary>
+    /// <summary>
+    /// VMs: a tenant network of the instance's project to attach to (DHCP address from kumod's IPAM); none: user-mode
+    /// NAT only. Containers: only the default is allowed; "host" is refused.
+    /// </summary>
     public string? Network { get; init; }
 
     public string? Pid { get; init; }

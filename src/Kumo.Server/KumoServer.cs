@@ -121,6 +121,7 @@ public static partial class KumoServer
             sp.GetRequiredService<ILogger<UserService>>(), options.ExternalAuthenticator ?? LdapLogin(options.Ldap, sp)));
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
+        s.AddSingleton<Networking.NetworkService>();
         s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
@@ -186,6 +187,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapNodes(api);
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
+        NetworkEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);

@@ -2,7 +2,9 @@ using Kumo.Agent.Images;
 
 namespace Kumo.Agent.Qemu;
 
-public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image)
+/// <param name="Nics">Taps on tenant networks; none means QEMU's user-mode network (outbound NAT only).</param>
+public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, long DiskBytes, ImageFiles Image,
+    IReadOnlyList<Networking.VmNic>? Nics = null)
 {
     /// <summary>Volumes plugged in at launch.</summary>
     public IReadOnlyList<VolumeAttachment> Volumes { get; init; } = [];

@@ -121,10 +121,21 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             "-chardev", $"socket,id=ser,path={QemuSerialSocket(id)},server=on,wait=off",
             "-serial", "chardev:ser",
             "-qmp", $"unix:{QmpSocket(id)},server=on,wait=off",
-            "-nic", "user,model=virtio-net-pci",
             "-pidfile", PidFile(id),
             "-daemonize",
         };
+        if (spec.Nics is { Count: > 0 } nics)
+        {
+            for (var i = 0; i < nics.Count; i++)
+            {
+                args.AddRange(["-netdev", $"tap,id=net{i},ifname={nics[i].Tap},script=no,downscript=no",
+                    "-device", $"virtio-net-pci,netdev=net{i},mac={nics[i].Mac}"]);
+            }
+        }
+        else
+        {
+            args.AddRange(["-nic", "user,model=virtio-net-pci"]);
+        }
         AddVolumeArgs(args, spec.Volumes);
         if (spec.Image.Kernel is { } kernel)
         {

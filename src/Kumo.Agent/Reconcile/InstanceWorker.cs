@@ -14,7 +14,7 @@ namespace Kumo.Agent.Reconcile;
 /// </summary>
 internal sealed partial class InstanceWorker(
     string id, IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, VolumeManager volumes,
-    AgentOptions options, ILogger logger)
+    AgentOptions options, ILogger logger, Networking.NetworkManager networks)
 {
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile DesiredInstance? _desired;
@@ -93,6 +93,8 @@ internal sealed partial class InstanceWorker(
                 await driver.StopAsync(id, null, force: true, TimeSpan.Zero, ct);
             }
             await consoles.CloseAsync(id);
+            // Taps first: the network is torn down once none is left on its bridge.
+            await networks.DetachAsync(id, ct);
             await driver.DeleteAsync(id, ct);
             volumes.SetInUse(id, []);
             await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
@@ -143,7 +145,8 @@ internal sealed partial class InstanceWorker(
             await ReportAsync(InstanceStates.Starting, $"booting ({driver.Accelerator})", d.BootGeneration, ct);
             try
             {
-                await driver.LaunchAsync(await SpecAsync(d, ct), d.BootGeneration, ct);
+                var spec = await SpecAsync(d, ct);
+                await driver.LaunchAsync(spec with { Nics = await networks.AttachAsync(id, d.Nics, ct) }, d.BootGeneration, ct);
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or FileNotFoundException)
             {

@@ -9,7 +9,7 @@ namespace Kumo.Agent.Reconcile;
 
 /// <summary>Maps the node's desired state onto one worker per instance, including guests no longer assigned here.</summary>
 public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReporter reporter, ConsoleHub consoles, AgentOptions options, ILoggerFactory loggers,
-    Containers.ContainerReconciler? containers = null)
+    Networking.NetworkManager networks, Containers.ContainerReconciler? containers = null)
 {
     private readonly ConcurrentDictionary<string, (InstanceWorker Worker, Task Run)> _workers = new();
     private readonly ILogger _logger = loggers.CreateLogger<InstanceWorker>();
@@ -20,6 +20,8 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 
     public void Apply(DesiredState state, CancellationToken ct)
     {
+        // Networks first: a worker about to launch looks its networks up here.
+        networks.SetDesired(state.Networks);
         _volumes.Apply(state.Volumes);
         _volumeLoop ??= Task.Run(() => _volumes.RunAsync(options.ResyncInterval, ct), ct);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
@@ -46,7 +48,7 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, consoles, _volumes, options, _logger);
+            var worker = new InstanceWorker(id, driver, images, reporter, consoles, _volumes, options, _logger, networks);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))

@@ -35,15 +35,17 @@ internal static class VmCommands
         var stopped = new Option<bool>("--stopped") { Description = "Create without booting" };
         var labels = new Option<string[]>("--label") { Description = "Label key=value (repeatable)", HelpName = "KEY=VALUE" };
         var description = new Option<string?>("--description") { Description = "Free text shown by kumo vm show" };
+        var network = new Option<string?>("--network") { Description = "Attach to this network of the project (see kumo network list)" };
         var noWait = NoWait();
         var create = new Command("create", "Create a VM and wait until its guest is ready")
         {
-            name, image, cpus, memory, disk, node, stopped, labels, description, noWait,
+            name, image, cpus, memory, disk, node, stopped, labels, description, network, noWait,
         };
         cli.Examples(create,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
             "kumo vm create db --image tiny --cpus 2 --memory 1G --disk 10G --node node-1",
-            "kumo vm create later --image tiny --memory 256M --stopped --no-wait");
+            "kumo vm create later --image tiny --memory 256M --stopped --no-wait",
+            "kumo vm create a --network lab-net");
         cli.SetAction(create, async run =>
         {
             var post = new InstancesPost
@@ -58,6 +60,7 @@ internal static class VmCommands
                 Stopped = run.Get(stopped) ? true : null,
                 Labels = run.Get(labels) is { Length: > 0 } l ? Check.Labels(l, "--label") : null,
                 Description = run.Get(description),
+                Network = run.Get(network) is { } net ? Check.Name(net, "network name") : null,
             };
             var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
             return await OperationCommands.FinishAsync(run, operation, run.Get(noWait), _ => ShowResultAsync(run, post.Name));

@@ -131,6 +131,41 @@ public sealed class AgentControlService(
         if (!sent) await responseStream.WriteAsync(first, ct);
     }
 
+    /// <summary>The NICs of the node's instances, and every network they use with all of its hosts.</summary>
+    private static void AddNetworks(Microsoft.Data.Sqlite.SqliteConnection c, string nodeId, DesiredState state)
+    {
+        var nics = c.Query<(string InstanceId, string NetworkId, string Address, string Mac)>(
+            "SELECT a.instance_id, a.network_id, a.address, a.mac FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE i.node_id = @nodeId",
+            new { nodeId }).ToLookup(n => n.InstanceId);
+        foreach (var d in state.Instances)
+        {
+            foreach (var n in nics[d.Id])
+                d.Nics.Add(new InstanceNic { NetworkId = n.NetworkId, Address = n.Address, Mac = n.Mac });
+        }
+        var networkIds = nics.SelectMany(g => g).Select(n => n.NetworkId).Distinct().ToList();
+        if (networkIds.Count == 0) return;
+        var hosts = c.Query<(string NetworkId, string Address, string Mac, string Name)>(
+            "SELECT a.network_id, a.address, a.mac, i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id IN @networkIds ORDER BY i.name",
+            new { networkIds }).ToLookup(h => h.NetworkId);
+        foreach (var n in c.Query<Networking.NetworkRow>("SELECT * FROM networks WHERE id IN @networkIds ORDER BY id", new { networkIds }))
+        {
+            var api = n.ToApi([]);
+            var network = new DesiredNetwork
+            {
+                Id = n.Id,
+                Name = n.Name,
+                Project = n.Project,
+                Subnet = n.Subnet,
+                Gateway = api.Gateway,
+                Nat = api.Nat,
+                DnsDomain = n.DnsDomain ?? "",
+            };
+            foreach (var h in hosts[n.Id])
+                network.Hosts.Add(new NetworkHost { Address = h.Address, Mac = h.Mac, Name = h.Name });
+            state.Networks.Add(network);
+        }
+    }
+
     /// <summary>Console sessions kumod asks this node for; the agent answers each with a ConsoleStream call.</summary>
     public override async Task ConsoleWatch(ConsoleWatchRequest request, IServerStreamWriter<ConsoleSessionRequest> responseStream, ServerCallContext context)
     {
@@ -208,6 +243,7 @@ public sealed class AgentControlService(
             }
             state.Instances.Add(d);
         }
+        AddNetworks(c, nodeId, state);
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);
         Volumes.VolumeService.AddDesired(c, nodeId, state, byId);
         return state;

@@ -53,6 +53,10 @@ public static class Policy
         [("instance", "restart")] = Access.User,
         [("instance", "destroy")] = Access.User,
         [("instance", "delete")] = Access.User,
+        [("network", "list")] = Access.User,
+        [("network", "get")] = Access.User,
+        [("network", "create")] = Access.User,
+        [("network", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,

@@ -7,7 +7,7 @@ namespace Kumo.Server.Instances;
 public sealed record ValidCreate(
     string Name, string Type, string Image, int Cpus, long MemoryBytes, long DiskBytes, string? Node, bool Stopped,
     IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector,
-    IReadOnlyList<string> SshKeys, string? Password, ContainerSpec? Container = null);
+    IReadOnlyList<string> SshKeys, string? Password, ContainerSpec? Container = null, string? Network = null);
 
 /// <summary>Checks every field of a request and reports all problems at once, keyed by field.</summary>
 public static class InstanceRequestValidator
@@ -51,7 +51,7 @@ public static class InstanceRequestValidator
             container = ContainerPolicy.Validate(body, owner, Add);
         }
         else if (body.Command is not null || body.Env is not null || body.Ports is not null || body.Volumes is not null
-                 || body.Privileged is not null || body.Network is not null || body.Pid is not null || body.Ipc is not null
+                 || body.Privileged is not null || body.Pid is not null || body.Ipc is not null
                  || body.Devices is not null || body.CapAdd is not null || body.Interactive is not null || body.Tty is not null)
         {
             Add("type", "command, env, ports, volumes and the other container fields need type 'container'");
@@ -75,6 +75,8 @@ public static class InstanceRequestValidator
         if (body.Password is { } pw && (pw.Length is < 8 or > 256 || pw.Any(char.IsControl)))
             Add("password", "password must be 8-256 printable characters");
 
+        if (!isContainer && body.Network is not null && Names.Validate(body.Network, "network") is { } networkError) Add("network", networkError);
+
         if (errors.Count > 0)
         {
             // Policy refusals are not typos: they get their own type and 403, so a client can tell "not allowed" from "malformed".
@@ -87,7 +89,7 @@ public static class InstanceRequestValidator
             throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
         }
         return new ValidCreate(body.Name!, type, image, cpus, memory, disk, body.Node, body.Stopped ?? false,
-            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, container);
+            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, container, isContainer ? null : body.Network);
     }
 
     private static bool IsBase64(string s) =>

@@ -3,6 +3,7 @@ using Kumo.Core;
 using Kumo.Server.Agents;
 using Kumo.Server.Api;
 using Kumo.Server.Identity;
+using Kumo.Server.Networking;
 using Kumo.Server.Operations;
 using Kumo.Server.Scheduling;
 using Kumo.Server.Storage;
@@ -18,7 +19,7 @@ namespace Kumo.Server.Instances;
 /// </summary>
 public sealed class InstanceService(
     Database db, Scheduler scheduler, OperationStore operations, NodeSignals signals, QuotaService quotas,
-    IOptions<InstanceDefaults> defaults, TimeProvider time)
+    IOptions<InstanceDefaults> defaults, TimeProvider time, NetworkService networks)
 {
     /// <summary>The shared project that holds resources created before identity existed.</summary>
     public const string DefaultProject = "default";
@@ -28,12 +29,19 @@ public sealed class InstanceService(
 
     /// <remarks>The project has already been resolved for the caller (membership checked).</remarks>
     public Task<List<Instance>> ListAsync(string project, string? state, string? type, CancellationToken ct) =>
-        db.ReadAsync(c => c.Query<InstanceRow>(
-            SelectWithNode + " WHERE i.project = @project AND (@state IS NULL OR i.state = @state) AND (@type IS NULL OR i.type = @type) ORDER BY i.name",
-            new { project, state, type }).Select(r => r.ToApi()).ToList(), ct);
+        db.ReadAsync(c =>
+        {
+            var rows = c.Query<InstanceRow>(
+                SelectWithNode + " WHERE i.project = @project AND (@state IS NULL OR i.state = @state) AND (@type IS NULL OR i.type = @type) ORDER BY i.name",
+                new { project, state, type }).ToList();
+            var nics = NetworkService.NicsOf(c, null, rows.Select(r => r.Id));
+            return rows.Select(r => r.ToApi() with { Nics = nics[r.Id].ToList() }).ToList();
+        }, ct);
 
     public async Task<Instance> GetAsync(string project, string name, CancellationToken ct) =>
-        (await db.ReadAsync(c => Find(c, null, project, name), ct))?.ToApi() ?? throw ProblemException.NotFound("instance", name);
+        await db.ReadAsync(c => Find(c, null, project, name) is { } r
+            ? r.ToApi() with { Nics = NetworkService.NicsOf(c, null, [r.Id])[r.Id].ToList() }
+            : null, ct) ?? throw ProblemException.NotFound("instance", name);
 
     /// <summary>
     /// An instance for something only its owner and admins may do (<paramref name="what"/>: console, debug). Outside the
@@ -136,6 +144,8 @@ public sealed class InstanceService(
             ("$desired", row.DesiredPower), ("$stop", row.StopMode), ("$gen", row.BootGeneration), ("$message", row.StatusMessage),
             ("$labels", row.Labels), ("$description", row.Description), ("$version", row.Version), ("$created", row.CreatedAt),
             ("$updated", row.UpdatedAt));
+        // IPAM in the same write: a failure further on gives the address back with everything else.
+        if (req.Network is not null) networks.Allocate(ctx, project, req.Network, row.Id, row.Name);
         var op = operations.Insert(ctx, "create", req.Name, row.Id,
             req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}", supersede: false,
             project: project, userId: caller.UserId);
@@ -355,6 +365,7 @@ public sealed class InstanceService(
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
+        NetworkService.Release(ctx, row.Id);
         Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)

@@ -246,7 +246,6 @@ internal static class Migrations
             cpu_seconds REAL NOT NULL
         );
         """,
-
         // 10: gdb stub ports, one per VM at most, from the admin's pool. A row lives only while its VM is meant to
         // run: stop, destroy, delete and a guest's own power-off remove it in the same write.
         """
@@ -262,6 +261,30 @@ internal static class Migrations
         // 11: containers: command, environment, published ports (host ports from kumod's pool) and volumes, as JSON.
         """
         ALTER TABLE instances ADD COLUMN container TEXT;
+        """,
+        // 12: tenant networks (one subnet each, unique per project, not overlapping within it) and IPAM: one row per
+        // instance NIC, so no two NICs share an address or a MAC; rows go with their instance.
+        """
+        CREATE TABLE networks (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            project TEXT NOT NULL,
+            subnet TEXT NOT NULL,
+            nat INTEGER NOT NULL DEFAULT 0,
+            dns_domain TEXT,
+            owner_id TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (project, name)
+        );
+        CREATE TABLE network_addresses (
+            network_id TEXT NOT NULL REFERENCES networks(id),
+            address TEXT NOT NULL,
+            mac TEXT NOT NULL UNIQUE,
+            instance_id TEXT NOT NULL,
+            PRIMARY KEY (network_id, address),
+            UNIQUE (instance_id, network_id)
+        );
+        CREATE INDEX network_addresses_instance ON network_addresses (instance_id);
         """,
     ];
 

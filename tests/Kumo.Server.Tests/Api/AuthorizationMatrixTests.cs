@@ -80,6 +80,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/instances/{name}/stop"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/restart"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/destroy"] = new(Login, Ok, Hide, Ok),
+        // Networks live in a project: bob naming alice's project gets 404, as for instances.
+        ["GET /api/v1/networks"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/networks"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/metrics"] = new(Login, Ok, Hide, Ok),
         // Everyone logged in; what they get is filtered to their projects' instances (admins: all).
         ["GET /api/v1/metrics"] = new(Login, Ok, Ok, Ok),
@@ -343,6 +348,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             using var created = await PostAsync(alice, "/api/v1/instances", new InstancesPost { Name = "web", Stopped = true });
             Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
             _operationId = (await created.Content.ReadFromJsonAsync<Operation>(Problems.Json))!.Id;
+            using var network = await alice.PostAsync("/api/v1/networks", Json(new NetworksPost { Name = "lan", Subnet = "10.42.0.0/24" }));
+            Assert.Equal(HttpStatusCode.Created, network.StatusCode);
         }
 
         public async Task DisposeAsync()
@@ -476,6 +483,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             var path = template;
             if (template.StartsWith("/api/v1/nodes/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "node-spare" : "node-a");
             if (template.StartsWith("/api/v1/images/", StringComparison.Ordinal)) path = path.Replace("{name}", "tiny");
+            // DELETE names a network that does not exist (404 for everyone past the policy), so no row destroys another's target.
+            if (template.StartsWith("/api/v1/networks", StringComparison.Ordinal))
+                path = path.Replace("{name}", method == "DELETE" ? "no-such-net" : "lan") + "?project=alice";
             if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal))
                 path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot") + "?project=alice";
             if (template.StartsWith("/api/v1/volumes", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-volume") + "?project=alice";
@@ -495,7 +505,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         private HttpContent? Body(string endpoint, Who who) => endpoint switch
         {
             // Bodies that pass the policy and then fail validation, so nothing is created, changed or throttled.
-            "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" => Json(new { }),
+            "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" or "POST /api/v1/networks" => Json(new { }),
             // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
             "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),
             "POST /api/v1/tokens" => Json(new TokensPost { Name = "matrix" }),

@@ -24,7 +24,8 @@ public sealed class ControlPlane : IAsyncDisposable
         var signals = new NodeSignals();
         Operations = new OperationStore(Database, new OperationHub(), time);
         Quotas = new QuotaService(Database, Options.Create(new QuotaDefaults()));
-        Instances = new InstanceService(Database, Scheduler, Operations, signals, Quotas, Options.Create(new InstanceDefaults()), time);
+        Instances = new InstanceService(Database, Scheduler, Operations, signals, Quotas, Options.Create(new InstanceDefaults()), time,
+            new Kumo.Server.Networking.NetworkService(Database, time));
         Nodes = new NodeService(Database, Scheduler, Instances, signals, Options.Create(new NodeHealthOptions()), time);
     }
 

@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Kumo.IntegrationTests.Networking;
+
+/// <summary>What the host shows of an agent's tenant networks: bridges, taps, dnsmasq processes, nftables counters.</summary>
+public static class NetworkHost
+{
+    public static List<string> Links(string prefix) =>
+        Directory.GetDirectories("/sys/class/net").Select(Path.GetFileName).OfType<string>().Where(n => n.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+
+    /// <summary>The bridges recorded in an agent's state dir (so tests running side by side never see each other's).</summary>
+    public static List<(string Id, string Bridge)> Recorded(string agentStateDir)
+    {
+        var dir = Path.Combine(agentStateDir, "networks");
+        if (!Directory.Exists(dir)) return [];
+        return Directory.GetDirectories(dir).Select(d => Path.Combine(d, "network.json")).Where(File.Exists)
+            .Select(f => JsonDocument.Parse(File.ReadAllText(f)).RootElement)
+            .Select(e => (e.GetProperty("id").GetString()!, e.GetProperty("bridge").GetString()!)).ToList();
+    }
+
+    /// <summary>Pids of dnsmasq processes whose command line contains <paramref name="marker"/>.</summary>
+    public static List<int> Dnsmasq(string marker)
+    {
+        var pids = new List<int>();
+        foreach (var d in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(d), out var pid)) continue;
+            try
+            {
+                var cmd = File.ReadAllText(Path.Combine(d, "cmdline")).Replace('\0', ' ');
+                if (cmd.StartsWith("dnsmasq ", StringComparison.Ordinal) && cmd.Contains(marker, StringComparison.Ordinal)) pids.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+        return pids;
+    }
+
+    public static async Task<(int ExitCode, string Output)> RunAsync(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var output = await p.StandardOutput.ReadToEndAsync();
+        var error = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, output + error);
+    }
+
+    public static async Task<bool> TableExistsAsync(string table) => (await RunAsync("nft", "list", "table", "inet", table)).ExitCode == 0;
+
+    /// <summary>Packets counted by the rules of <paramref name="table"/> whose comment starts with <paramref name="comment"/>.</summary>
+    public static async Task<long> CounterAsync(string table, string comment)
+    {
+        var (code, output) = await RunAsync("nft", "-j", "list", "table", "inet", table);
+        if (code != 0) return 0;
+        long packets = 0;
+        foreach (var item in JsonDocument.Parse(output).RootElement.GetProperty("nftables").EnumerateArray())
+        {
+            if (!item.TryGetProperty("rule", out var rule)) continue;
+            if (!rule.TryGetProperty("comment", out var c) || !c.GetString()!.StartsWith(comment, StringComparison.Ordinal)) continue;
+            foreach (var expr in rule.GetProperty("expr").EnumerateArray())
+            {
+                if (expr.TryGetProperty("counter", out var counter)) packets += counter.GetProperty("packets").GetInt64();
+            }
+        }
+        return packets;
+    }
+
+    /// <summary>Removes whatever an agent left (after a failed test): dnsmasq, taps are gone with QEMU, bridges, its table.</summary>
+    public static async Task CleanUpAsync(string agentStateDir, string? table)
+    {
+        foreach (var pid in Dnsmasq(agentStateDir))
+        {
+            try
+            {
+                Process.GetProcessById(pid).Kill();
+            }
+            catch (ArgumentException)
+            {
+            }
+        }
+        foreach (var (_, bridge) in Recorded(agentStateDir))
+            await RunAsync("ip", "link", "del", bridge);
+        if (table is not null) await RunAsync("nft", "delete", "table", "inet", table);
+    }
+}
