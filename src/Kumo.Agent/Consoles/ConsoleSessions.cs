@@ -98,9 +98,10 @@ public sealed partial class ConsoleSessions(ConsoleHub hub, Containers.Container
                 console.Leave(viewer);
             }
         }
-        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or InvalidOperationException)
+        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or InvalidOperationException
+            or Docker.DotNet.DockerApiException or HttpRequestException)
         {
-            if (!ct.IsCancellationRequested) LogSessionEnded(request.InstanceId, e.Message);
+            if (!ct.IsCancellationRequested) LogSessionEnded(request.InstanceId, $"{e.GetType().Name}: {e.Message}");
         }
     }
 

@@ -57,11 +57,24 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ILogger<Co
             if (await Task.WhenAny(input, output) == output && await output)
             {
                 // The engine ended the stream: the command (or the container) ended, or the log is complete.
-                if (await ExitCodeAsync(request, opened, ct) is { } code)
-                    await call.SendAsync(new ConsoleFrame { Exited = true, ExitCode = code });
+                int? code = null;
+                try
+                {
+                    code = await ExitCodeAsync(request, opened, ct);
+                }
+                catch (Exception e) when (e is DockerApiException or HttpRequestException or IOException)
+                {
+                    LogNoExitCode(request.InstanceId, e.Message);
+                }
+                if (code is not null)
+                    await call.SendAsync(new ConsoleFrame { Exited = true, ExitCode = code.Value });
                 await call.ToKumod.CompleteAsync();
                 // kumod ends the call once it has relayed everything; cancelling first could cut the last frames off.
                 await input;
+            }
+            else
+            {
+                LogEndedByKumod(request.ContainerKind, request.InstanceId, output.IsCompleted);
             }
         }
         finally
@@ -205,6 +218,12 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ILogger<Co
 
     [LoggerMessage(LogLevel.Warning, "container session: writing to the process's stdin failed: {Reason}")]
     private partial void LogStdinFailed(string reason);
+
+    [LoggerMessage(LogLevel.Warning, "container session for {Id}: the process's exit code could not be read: {Reason}")]
+    private partial void LogNoExitCode(string id, string reason);
+
+    [LoggerMessage(LogLevel.Debug, "container {Kind} session for {Id} ended from kumod's side (engine stream ended: {OutputDone})")]
+    private partial void LogEndedByKumod(string kind, string id, bool outputDone);
 
     [LoggerMessage(LogLevel.Debug, "container {Kind} session for {Id} ended")]
     private partial void LogEnded(string kind, string id);

@@ -127,7 +127,14 @@ internal static class ContainerSessionCommands
                 while (true)
                 {
                     var r = await ws.ReceiveAsync(buffer, ct);
-                    if (r.MessageType == WebSocketMessageType.Close) return;
+                    if (r.MessageType == WebSocketMessageType.Close)
+                    {
+                        // Answer the close, so kumod ends the connection cleanly rather than aborting it.
+                        if (ws.State != WebSocketState.CloseReceived) return;
+                        using var bye = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                        await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", bye.Token);
+                        return;
+                    }
                     _lastOutput.Restart();
                     message.Write(buffer, 0, r.Count);
                     if (!r.EndOfMessage) continue;

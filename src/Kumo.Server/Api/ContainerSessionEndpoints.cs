@@ -181,9 +181,12 @@ internal static class ContainerSessionEndpoints
             {
                 using var bye = new CancellationTokenSource(TimeSpan.FromSeconds(2));
                 await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "session ended", bye.Token);
+                // Cancelling a pending receive aborts the connection, and an abort can drop what was sent last (the exit
+                // code): let the client answer the close first.
+                await fromClient.WaitAsync(bye.Token);
             }
         }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException)
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException or TimeoutException)
         {
         }
         await session.CancelAsync();
