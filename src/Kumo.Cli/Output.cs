@@ -258,6 +258,7 @@ internal sealed partial class Output
         ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
         ("Memory limit", Size(i.MemoryBytes)),
         ("Ports", Ports(i.Container)),
+        ("URLs", i.Urls is { Count: > 0 } u ? string.Join(", ", u) : null),
         ("Volumes", i.Container is { Volumes.Count: > 0 } v ? string.Join(", ", v.Volumes.Select(m => $"~/.kumo-data/USER/{m.Source}:{m.Target}{(m.ReadOnly ? ":ro" : "")}")) : null),
         ("Env", i.Container is { Env.Count: > 0 } e ? string.Join(", ", e.Env.Keys) : null),
         ("Labels", Labels(i.Labels)),

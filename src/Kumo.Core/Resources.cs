@@ -71,6 +71,15 @@ public sealed record Instance
     /// <summary>For type container: what runs and how it is reached; null for VMs.</summary>
     public ContainerSpec? Container { get; init; }
 
+    /// <summary>The user who created it (engine-level container names and proxy routes carry it).</summary>
+    public string? Owner { get; init; }
+
+    /// <summary>
+    /// Containers with a published port: where kumod's reverse proxy serves the first one
+    /// (http://NAME.USER.DOMAIN:PORT/ and http://DOMAIN:PORT/u/USER/NAME/); the routes answer while it runs.
+    /// </summary>
+    public IReadOnlyList<string>? Urls { get; init; }
+
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
@@ -93,6 +102,20 @@ public sealed record ContainerSpec
 
     /// <summary>The main process runs on a terminal (run -t).</summary>
     public bool Tty { get; init; }
+}
+
+/// <summary>One route of kumod's reverse proxy (GET /api/v1/proxy/routes, admins only).</summary>
+public sealed record ProxyRoute
+{
+    public required string InstanceId { get; init; }
+    public required string Project { get; init; }
+    public required string Owner { get; init; }
+    public required string Name { get; init; }
+
+    /// <summary>Where requests go: the container's first published port on its node.</summary>
+    public required string Destination { get; init; }
+
+    public IReadOnlyList<string> Urls { get; init; } = [];
 }
 
 /// <summary>A container port published on the node's loopback at a host port taken from kumod's pool.</summary>
@@ -245,4 +268,11 @@ public sealed record DebugStub
 
     /// <summary>The line to give gdb: "target remote HOST:PORT".</summary>
     public string? Target { get; init; }
+}
+
+/// <summary>POST /api/v1/instances/NAME/migrate: move a running VM to another node without stopping it (admins).</summary>
+public sealed record InstanceMigratePost
+{
+    /// <summary>The node to move to.</summary>
+    public string? Node { get; init; }
 }

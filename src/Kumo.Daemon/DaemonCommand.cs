@@ -34,8 +34,12 @@ public static class DaemonCommand
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
         var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
+        var migrationPorts = new Option<string>("--migration-ports") { Description = "Ports target QEMUs listen on for live migrations (kumo vm migrate), FIRST-LAST", DefaultValueFactory = _ => "21500-21599" };
+        var migrationHost = new Option<string>("--migration-host") { Description = "Address migration targets listen on and sources connect to (one for all nodes)", DefaultValueFactory = _ => "127.0.0.1" };
         var containerMemory = new Option<string>("--container-memory-default") { Description = "Memory limit of a container created without one", DefaultValueFactory = _ => "512M" };
         var portPool = new Option<string>("--container-port-pool") { Description = "Host ports published container ports get (on 127.0.0.1), FIRST-LAST", DefaultValueFactory = _ => "20000-29999" };
+        var proxyListen = new Option<string>("--proxy-listen") { Description = "Reverse proxy for containers' published ports (plain HTTP), IP:PORT or 'off'", DefaultValueFactory = _ => "127.0.0.1:7480" };
+        var proxyDomain = new Option<string>("--proxy-domain") { Description = "Containers are served at NAME.USER.DOMAIN and DOMAIN/u/USER/NAME/", DefaultValueFactory = _ => "localhost" };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -50,7 +54,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, containerMemory, portPool })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, portPool, proxyListen, proxyDomain })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -71,6 +75,16 @@ public static class DaemonCommand
             if (!IPAddress.TryParse(parse.GetValue(debugBind), out _))
             {
                 await Console.Error.WriteLineAsync("error: --debug-bind takes an IP address, e.g. 127.0.0.1");
+                return 1;
+            }
+            if (Kumo.Server.Debugging.DebugPortOptions.ParseRange(parse.GetValue(migrationPorts)!) is not { } migrationRange)
+            {
+                await Console.Error.WriteLineAsync("error: --migration-ports takes FIRST-LAST, e.g. 21500-21599");
+                return 1;
+            }
+            if (!IPAddress.TryParse(parse.GetValue(migrationHost), out _))
+            {
+                await Console.Error.WriteLineAsync("error: --migration-host takes an IP address, e.g. 127.0.0.1");
                 return 1;
             }
             Kumo.Server.Identity.Ldap.LdapOptions? ldap = null;
@@ -108,12 +122,26 @@ public static class DaemonCommand
                 await Console.Error.WriteLineAsync("error: --container-port-pool takes FIRST-LAST between 1024 and 65535, e.g. 20000-29999");
                 return 1;
             }
+            IPEndPoint? proxy = null;
+            if (parse.GetValue(proxyListen) is not "off" && !IPEndPoint.TryParse(parse.GetValue(proxyListen)!, out proxy))
+            {
+                await Console.Error.WriteLineAsync("error: --proxy-listen takes IP:PORT (e.g. 127.0.0.1:7480) or off");
+                return 1;
+            }
+            var domain = parse.GetValue(proxyDomain)!;
+            if (Uri.CheckHostName(domain) != UriHostNameType.Dns)
+            {
+                await Console.Error.WriteLineAsync($"error: --proxy-domain '{domain}' is not a DNS name, e.g. localhost or apps.example.org");
+                return 1;
+            }
             var options = new KumoServerOptions
             {
+                Proxy = new Kumo.Server.Proxy.ProxyOptions { Endpoint = proxy, Domain = domain.ToLowerInvariant() },
                 Defaults = new Kumo.Server.Instances.InstanceDefaults { ContainerMemoryBytes = ctMemory, PortPoolFirst = poolFirst, PortPoolLast = poolLast },
                 Ldap = ldap,
                 StateDir = state,
                 Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
+                Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,
                 Health = new NodeHealthOptions

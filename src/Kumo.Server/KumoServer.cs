@@ -9,6 +9,7 @@ using Kumo.Server.Audit;
 using Kumo.Server.Images;
 using Kumo.Server.Instances;
 using Kumo.Server.Operations;
+using Kumo.Server.Proxy;
 using Kumo.Server.Scheduling;
 using Kumo.Server.Security;
 using Kumo.Server.Storage;
@@ -43,6 +44,10 @@ public sealed record KumoServerOptions
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
+    public LiveMigration.MigrationOptions Migration { get; init; } = new();
+
+    /// <summary>The reverse proxy for containers; off unless <see cref="ProxyOptions.Endpoint"/> is set (kumod's default: 127.0.0.1:7480).</summary>
+    public ProxyOptions Proxy { get; init; } = new();
 
     /// <summary>Optional external directory consulted for users who are not local (tests plug their own in).</summary>
     public ExternalAuthenticator? ExternalAuthenticator { get; init; }
@@ -140,7 +145,14 @@ public static partial class KumoServer
         s.AddSingleton<Consoles.ConsoleBroker>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Debug));
         s.AddSingleton<Debugging.DebugService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Migration));
+        s.AddSingleton<LiveMigration.MigrationService>();
         s.AddHostedService<NodeLivenessMonitor>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Proxy));
+        s.AddSingleton<ProxyRouteTable>();
+        s.AddHostedService(sp => sp.GetRequiredService<ProxyRouteTable>());
+        s.AddSingleton<ProxyHost>();
+        s.AddHostedService(sp => sp.GetRequiredService<ProxyHost>());
         s.AddGrpc();
         s.AddOpenApi();
         s.ConfigureHttpJsonOptions(o =>
@@ -193,8 +205,10 @@ public static partial class KumoServer
         ConsoleEndpoints.Map(api);
         ContainerSessionEndpoints.Map(api);
         DebugEndpoints.Map(api);
+        MigrationEndpoints.Map(api);
         IdentityEndpoints.Map(api);
         ResourceEndpoints.MapOperations(api);
+        ProxyEndpoints.Map(api);
         ResourceEndpoints.MapAdmin(api);
         AuditEndpoints.Map(api);
         UsageEndpoints.Map(api);
@@ -244,6 +258,9 @@ public static partial class KumoServer
     [LoggerMessage(LogLevel.Warning,
         "--insecure-http: the REST API on {Endpoint} is plain HTTP, for development only: requests and credentials travel unencrypted")]
     private static partial void LogInsecure(ILogger logger, IPEndPoint endpoint);
+
+    /// <summary>The reverse proxy's bound address (port 0 resolved); null when it is off.</summary>
+    public static Uri? ProxyAddress(WebApplication app) => app.Services.GetRequiredService<ProxyHost>().Address;
 
     /// <summary>The addresses Kestrel actually bound (port 0 resolved), REST first then agent gRPC.</summary>
     public static (Uri Api, Uri Agent) BoundAddresses(WebApplication app)

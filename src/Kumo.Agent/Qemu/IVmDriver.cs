@@ -8,6 +8,9 @@ public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, 
 {
     /// <summary>Volumes plugged in at launch.</summary>
     public IReadOnlyList<VolumeAttachment> Volumes { get; init; } = [];
+
+    /// <summary>Set for the target of a live migration: the guest arrives on this HOST:PORT instead of booting.</summary>
+    public string? Incoming { get; init; }
 }
 
 /// <summary>What is on this node for one instance, read from its directory and /proc.</summary>
@@ -92,4 +95,28 @@ public interface IVmDriver
     Task HotPlugAsync(string id, string volumeId, string name, int port, CancellationToken ct);
 
     Task UnplugAsync(string id, string volumeId, CancellationToken ct);
+
+    /// <summary>The running guest's run state as the hypervisor says (running, paused, inmigrate, postmigrate, ...).</summary>
+    Task<string> RunStateAsync(string id, CancellationToken ct);
+
+    /// <summary>Starts a live migration of the running guest, disk overlay included, to HOST:PORT.</summary>
+    Task StartMigrationAsync(string id, string target, CancellationToken ct);
+
+    Task<MigrationProgress> QueryMigrationAsync(string id, CancellationToken ct);
+
+    Task CancelMigrationAsync(string id, CancellationToken ct);
+
+    /// <summary>Lets a guest paused by a migration that kumod called off run again here.</summary>
+    Task ResumeAsync(string id, CancellationToken ct);
+
+    /// <summary>"out ID" / "in ID": which migration this node's QEMU was started or told to migrate for (survives agent restarts).</summary>
+    string? MigrationMarker(string id);
+
+    void SetMigrationMarker(string id, string? marker);
+}
+
+/// <summary>QMP query-migrate, summed over RAM and disk.</summary>
+public sealed record MigrationProgress(string Status, long TransferredBytes, long TotalBytes, long DowntimeMs, long TotalMs, string? Error)
+{
+    public bool Active => Status is "setup" or "active" or "device" or "pre-switchover" or "cancelling" or "wait-unplug";
 }

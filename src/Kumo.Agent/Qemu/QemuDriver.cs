@@ -137,6 +137,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             args.AddRange(["-nic", "user,model=virtio-net-pci"]);
         }
         AddVolumeArgs(args, spec.Volumes);
+        if (spec.Incoming is { } incoming) args.AddRange(["-incoming", $"tcp:{incoming}"]);
         if (spec.Image.Kernel is { } kernel)
         {
             args.AddRange(["-kernel", kernel, "-append", spec.Image.Cmdline]);

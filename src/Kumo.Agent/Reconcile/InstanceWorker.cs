@@ -102,6 +102,8 @@ internal sealed partial class InstanceWorker(
             return true;
         }
 
+        if (await MigrationAsync(d, obs, ct)) return false;
+
         if (!obs.DiskExists)
         {
             await ReportAsync(InstanceStates.Creating, "creating disk", d.BootGeneration, ct);
@@ -265,7 +267,7 @@ internal sealed partial class InstanceWorker(
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>
-        reporter.ReportAsync(WithVolumes(WithSnapshots(new InstanceStatus
+        reporter.ReportAsync(WithMigration(WithVolumes(WithSnapshots(new InstanceStatus
         {
             Id = id,
             State = state,
@@ -274,7 +276,7 @@ internal sealed partial class InstanceWorker(
             // Only a guest that runs has a stub; the file of a stopped one is stale until the next launch removes it.
             DebugEndpoint = state is InstanceStates.Running or InstanceStates.Starting ? driver.DebugEndpoint(id) ?? "" : "",
             DebugError = _debugError,
-        })), ct);
+        }))), ct);
 
     [LoggerMessage(LogLevel.Warning, "instance {Id}: converge failed")]
     private partial void LogConvergeFailed(string id, Exception e);

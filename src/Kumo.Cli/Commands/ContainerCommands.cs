@@ -168,7 +168,8 @@ internal static class ContainerCommands
         var i = await run.Client.GetInstanceAsync(name, run.Cancellation);
         var urls = i.Container?.Ports.Select(p => $" http://{p.HostIp}:{p.HostPort.ToString(CultureInfo.InvariantCulture)}/ (port {p.ContainerPort.ToString(CultureInfo.InvariantCulture)})") ?? [];
         run.Output.Write(i, x => Output.Line($"container {x.Name} is {x.State}{(x.StatusMessage is { } m && x.State != InstanceStates.Running ? $" ({m})" : "")}"
-            + (x.Node is null ? "" : $" on {x.Node}") + string.Concat(urls)));
+            + (x.Node is null ? "" : $" on {x.Node}") + string.Concat(urls)
+            + string.Concat((x.Urls ?? []).Select(u => $"\n  {u}"))));
     }
 
     public static Argument<string> NameArgument() => new("NAME") { Description = "Container name" };

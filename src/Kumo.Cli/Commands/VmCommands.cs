@@ -21,6 +21,7 @@ internal static class VmCommands
         vm.Subcommands.Add(SnapshotCommands.Create(cli));
         vm.Subcommands.Add(VmConsoleCommand.Create(cli));
         vm.Subcommands.Add(VmDebugCommand.Create(cli));
+        vm.Subcommands.Add(VmMigrateCommand.Create(cli));
         return vm;
     }
 

@@ -16,7 +16,8 @@ namespace Kumo.Server.Agents;
 public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
     Snapshots.SnapshotService snapshots, Volumes.VolumeService volumes,
-    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time, Debugging.DebugService debug)
+    Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time, Debugging.DebugService debug,
+    LiveMigration.MigrationService migrations)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -86,6 +87,7 @@ public sealed class AgentControlService(
                     volumes.ApplyInstanceReport(ctx, request.NodeId, s);
                     instances.ApplyStatus(ctx, request.NodeId, s.Id, s.State, string.IsNullOrEmpty(s.Message) ? null : s.Message, s.BootGeneration, s.Gone);
                     debug.Observe(ctx, s.Id, s.DebugEndpoint, s.DebugError);
+                    migrations.Apply(ctx, request.NodeId, s);
                 }
                 volumes.ApplyNodeReport(ctx, request.NodeId, request.Volumes);
             }, context.CancellationToken);
@@ -203,7 +205,7 @@ public sealed class AgentControlService(
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
                 LEFT JOIN debug_ports d ON d.instance_id = i.id
                 LEFT JOIN users u ON u.id = i.owner_id
-            WHERE i.node_id = @nodeId ORDER BY i.id
+            WHERE i.node_id = @nodeId OR i.id IN (SELECT instance_id FROM migrations WHERE target_node_id = @nodeId) ORDER BY i.id
             """, new { nodeId });
         var state = new DesiredState();
         var byId = new Dictionary<string, DesiredInstance>(StringComparer.Ordinal);
@@ -244,6 +246,7 @@ public sealed class AgentControlService(
             state.Instances.Add(d);
         }
         AddNetworks(c, nodeId, state);
+        migrations.AddDesired(c, nodeId, byId);
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);
         Volumes.VolumeService.AddDesired(c, nodeId, state, byId);
         return state;

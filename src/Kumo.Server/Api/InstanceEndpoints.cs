@@ -2,6 +2,7 @@ using System.Globalization;
 using Kumo.Core;
 using Kumo.Server.Identity;
 using Kumo.Server.Instances;
+using Kumo.Server.Proxy;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -14,13 +15,13 @@ internal static class InstanceEndpoints
     {
         var g = api.MapGroup("/instances").WithTags("instances");
 
-        g.MapGet("/", async (InstanceService s, ProjectService p, HttpContext http, string? project, string? state, string? type, CancellationToken ct) =>
-            await s.ListAsync(await p.ResolveAsync(Caller.Of(http), project, ct), state, type, ct))
+        g.MapGet("/", async (InstanceService s, ProjectService p, ProxyHost proxy, HttpContext http, string? project, string? state, string? type, CancellationToken ct) =>
+            (await s.ListAsync(await p.ResolveAsync(Caller.Of(http), project, ct), state, type, ct)).Select(proxy.WithUrls).ToList())
             .Requires("instance", "list");
 
-        g.MapGet("/{name}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        g.MapGet("/{name}", async (InstanceService s, ProjectService p, ProxyHost proxy, HttpContext http, string name, string? project, CancellationToken ct) =>
         {
-            var i = await s.GetAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct);
+            var i = proxy.WithUrls(await s.GetAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct));
             http.Response.Headers.ETag = ETag(i.Version);
             return i;
         }).Requires("instance", "get");
@@ -32,11 +33,11 @@ internal static class InstanceEndpoints
             return Accepted(await s.CreateAsync(caller, resolved, await Problems.ReadJsonAsync<InstancesPost>(http.Request), ct));
         }).Accepts<InstancesPost>("application/json").Produces<Operation>(202).Requires("instance", "create");
 
-        g.MapPut("/{name}", async (InstanceService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        g.MapPut("/{name}", async (InstanceService s, ProjectService p, ProxyHost proxy, HttpContext http, string name, string? project, CancellationToken ct) =>
         {
             var resolved = await p.ResolveAsync(Caller.Of(http), project, ct);
             var version = ParseIfMatch(http.Request.Headers.IfMatch.ToString());
-            var i = await s.PutAsync(resolved, name, await Problems.ReadJsonAsync<InstancePut>(http.Request), version, ct);
+            var i = proxy.WithUrls(await s.PutAsync(resolved, name, await Problems.ReadJsonAsync<InstancePut>(http.Request), version, ct));
             http.Response.Headers.ETag = ETag(i.Version);
             return i;
         }).Accepts<InstancePut>("application/json").Requires("instance", "update");

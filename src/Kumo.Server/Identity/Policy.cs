@@ -58,6 +58,8 @@ public static class Policy
         [("network", "create")] = Access.User,
         [("network", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
+        // Where a guest runs is the operator's decision.
+        [("instance", "migrate")] = Access.Admin,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
         [("metrics", "scrape")] = Access.User,
         [("metrics", "list")] = Access.User,
@@ -98,6 +100,10 @@ public static class Policy
         [("audit", "verify")] = Access.Admin,
         [("audit", "export")] = Access.Admin,
         [("agent", "control")] = Access.Agent,
+        // The reverse proxy's own port: what it forwards is a user's published web app, public by design, and carries
+        // no Kumo identity. The table of every user's routes is for operators.
+        [("proxy", "forward")] = Access.Anonymous,
+        [("proxy", "routes")] = Access.Admin,
     };
 
     public enum Decision

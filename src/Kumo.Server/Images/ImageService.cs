@@ -59,7 +59,8 @@ public sealed class ImageService(Database db, ImageStorage storage, TimeProvider
             """
             SELECT m.sha256 FROM images m
             WHERE m.id = @imageId AND m.sha256 IS NOT NULL
-              AND EXISTS (SELECT 1 FROM instances i WHERE i.image_id = m.id AND i.node_id = @nodeId)
+              AND EXISTS (SELECT 1 FROM instances i WHERE i.image_id = m.id
+                  AND (i.node_id = @nodeId OR i.id IN (SELECT instance_id FROM migrations WHERE target_node_id = @nodeId)))
             """, new { imageId, nodeId }), ct);
         return sha is null ? null : (storage.PathOf(imageId), sha);
     }

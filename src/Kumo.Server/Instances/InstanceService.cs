@@ -25,7 +25,7 @@ public sealed class InstanceService(
     public const string DefaultProject = "default";
 
     private const string SelectWithNode =
-        "SELECT i.*, n.name AS node_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id";
+        "SELECT i.*, n.name AS node_name, u.name AS owner_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id LEFT JOIN users u ON u.id = i.owner_id";
 
     /// <remarks>The project has already been resolved for the caller (membership checked).</remarks>
     public Task<List<Instance>> ListAsync(string project, string? state, string? type, CancellationToken ct) =>
@@ -190,6 +190,8 @@ public sealed class InstanceService(
         var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
         if (row.DesiredPower == PowerStates.Deleted)
             throw ProblemException.InvalidState($"instance '{name}' is being deleted");
+        if (LiveMigration.MigrationService.InFlight(ctx, row.Id))
+            throw ProblemException.InvalidState($"instance '{name}' is being migrated; wait for the migration to finish");
         var running = row.DesiredPower == PowerStates.Running;
         switch (action)
         {
@@ -258,6 +260,8 @@ public sealed class InstanceService(
             || row.DesiredPower == PowerStates.Running;
         if (active && !force && row.DesiredPower != PowerStates.Deleted)
             throw ProblemException.InvalidState($"instance '{name}' is {row.State}; stop it first or delete with --force");
+        // A forced delete calls a migration in flight off first: the target drops its waiting copy.
+        LiveMigration.MigrationService.Forget(ctx, scheduler, operations, signals, row, "the VM was deleted");
         if (row.NodeId is null || scheduler.NodeState(row.NodeId) == NodeStates.Down && force)
         {
             // Nobody can confirm the delete; remove it now. A returning agent drops guests it is no longer assigned.
@@ -361,6 +365,7 @@ public sealed class InstanceService(
     private void Remove(WriteContext ctx, InstanceRow row, string? failOpsWith)
     {
         // Operations still open (a snapshot being made, say) can no longer finish once the instance is gone.
+        LiveMigration.MigrationService.Forget(ctx, scheduler, operations, signals, row, failOpsWith ?? "the instance was deleted");
         operations.FailAll(ctx, row.Id, failOpsWith ?? "the instance was deleted");
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         Volumes.VolumeService.DetachAll(ctx, operations, row.Id);

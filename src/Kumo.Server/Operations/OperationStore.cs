@@ -118,6 +118,13 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
             Finish(ctx, op, error is null ? OperationStatuses.Succeeded : OperationStatuses.Failed, message, error);
     }
 
+    /// <summary>Updates the message of the open operations on <paramref name="subjectId"/> whose expectation is <paramref name="expect"/>.</summary>
+    internal void ProgressOn(WriteContext ctx, string subjectId, string expect, string message)
+    {
+        foreach (var op in Pending(ctx, subjectId).Where(o => o.Expect == expect && o.Message != message))
+            Progress(ctx, op, message);
+    }
+
     /// <summary>Fails every open operation on an instance (it was removed by force, or its node was removed).</summary>
     internal void FailAll(WriteContext ctx, string instanceId, string error)
     {

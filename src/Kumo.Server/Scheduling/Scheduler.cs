@@ -54,7 +54,13 @@ public sealed class Scheduler(IOptions<SchedulerOptions> options)
         using var c = db.Open();
         var nodes = Dapper.SqlMapper.Query<NodeRow>(c, "SELECT * FROM nodes").ToList();
         var usage = Dapper.SqlMapper.Query<(string NodeId, long Cpus, long Memory, long Count)>(c,
-            "SELECT node_id, SUM(cpus), SUM(memory_bytes), COUNT(*) FROM instances WHERE node_id IS NOT NULL GROUP BY node_id")
+            // A migration in flight holds its target's capacity as well as the source's.
+            """
+            SELECT node_id, SUM(cpus), SUM(memory_bytes), COUNT(*) FROM (
+                SELECT node_id, cpus, memory_bytes FROM instances WHERE node_id IS NOT NULL
+                UNION ALL SELECT m.target_node_id, i.cpus, i.memory_bytes FROM migrations m JOIN instances i ON i.id = m.instance_id)
+            GROUP BY node_id
+            """)
             .ToDictionary(u => u.NodeId);
         lock (_lock)
         {

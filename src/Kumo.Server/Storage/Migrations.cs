@@ -286,6 +286,23 @@ internal static class Migrations
         );
         CREATE INDEX network_addresses_instance ON network_addresses (instance_id);
         """,
+        // 13: live migrations in flight, at most one per instance. The target's capacity is reserved while the row
+        // lives; the write that moves the instance (or calls the migration off) deletes it. Ports come from kumod's
+        // pool and are unique among migrations in flight.
+        """
+        CREATE TABLE migrations (
+            instance_id TEXT PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+            id TEXT NOT NULL UNIQUE,
+            source_node_id TEXT NOT NULL,
+            target_node_id TEXT NOT NULL,
+            port INTEGER NOT NULL UNIQUE,
+            operation_id TEXT NOT NULL,
+            listening INTEGER NOT NULL DEFAULT 0,
+            received INTEGER NOT NULL DEFAULT 0,
+            source_lost INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -58,6 +58,9 @@ internal sealed class InstanceRow
     /// <summary>Filled by joins: the node's name.</summary>
     public string? NodeName { get; set; }
 
+    /// <summary>Filled by joins: the owner's user name.</summary>
+    public string? OwnerName { get; set; }
+
     public Instance ToApi() => new()
     {
         Id = Id,
@@ -75,6 +78,7 @@ internal sealed class InstanceRow
         Labels = Json.Labels(Labels),
         Description = Description,
         Container = Json.Container(Container),
+        Owner = OwnerName,
         Version = Version,
         CreatedAt = Json.Time(CreatedAt),
         UpdatedAt = Json.Time(UpdatedAt),

@@ -24,6 +24,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
         Directory.CreateDirectory(StateDir);
         ApiPort = DaemonProcess.FreePort();
         AgentPort = DaemonProcess.FreePort();
+        ProxyPort = DaemonProcess.FreePort();
         _insecureHttp = serverArgs.Contains("--insecure-http");
         var ca = Array.IndexOf(serverArgs, "--tls-ca");
         _suppliedCa = ca >= 0 ? serverArgs[ca + 1] : null;
@@ -33,6 +34,9 @@ public sealed class KumoEnvironment : IAsyncDisposable
     public string ImagesDir { get; }
     public int ApiPort { get; }
     public int AgentPort { get; }
+
+    /// <summary>kumod's reverse proxy for containers (plain HTTP on loopback).</summary>
+    public int ProxyPort { get; }
 
     /// <summary>REST helpers over HTTPS trusting kumod's STATE/pki/ca.crt; set once kumod has made its CA.</summary>
     public ApiClient Api { get; private set; } = null!;
@@ -65,6 +69,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
             "--state-dir", StateDir,
             "--listen", $"127.0.0.1:{ApiPort}",
             "--agent-listen", $"127.0.0.1:{AgentPort}",
+            "--proxy-listen", $"127.0.0.1:{ProxyPort}",
             "--images-dir", ImagesDir,
         };
         if (_allInOne)

@@ -86,6 +86,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["GET /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/metrics"] = new(Login, Ok, Hide, Ok),
+        // Admins only, even for the owner: it decides which node a guest runs on (alice's stopped 'web' answers 409 to the admin).
+        ["POST /api/v1/instances/{name}/migrate"] = new(Login, Deny, Deny, Ok),
         // Everyone logged in; what they get is filtered to their projects' instances (admins: all).
         ["GET /api/v1/metrics"] = new(Login, Ok, Ok, Ok),
         // Snapshots of alice's VM: hers and the admin's; bob does not learn it exists.
@@ -142,6 +144,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         // Public: a client fetches the CA before it trusts anything.
         ["GET /api/v1/ca"] = new(Ok, Ok, Ok, Ok),
         ["POST /api/v1/nodes/tokens"] = new(Login, Deny, Deny, Ok),
+        // Every user's container routes with their node ports: operators only.
+        ["GET /api/v1/proxy/routes"] = new(Login, Deny, Deny, Ok),
 
         // Not in the OpenAPI document.
         ["GET /openapi/{documentName}.json"] = new(Login, Ok, Ok, Ok),
@@ -193,6 +197,12 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     /// ownership check. Alice's 'web' is stopped, so her handshake (and the admin's) ends in 409 from the handler.
     /// </summary>
     private static readonly Row ConsoleWebSocket = new(Login, Ok, Hide, Ok);
+
+    /// <summary>
+    /// The reverse proxy's port: what it forwards is a user's published app, public by design, so no caller is refused
+    /// whatever token they send. With no container running, everyone gets the 404 of the unrouted fallback.
+    /// </summary>
+    private static readonly Row ProxyPort = new(Hide, Hide, Hide, Hide);
 
     public static TheoryData<string> Endpoints => new(Expected.Keys);
     public static TheoryData<string> AgentEndpoints => new(ExpectedOnAgentEndpoint.Keys);
@@ -278,6 +288,29 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         }
 
         Assert.True(failures.Count == 0, "console WebSocket:\n  " + string.Join("\n  ", failures));
+    }
+
+    [Fact]
+    public async Task ProxyPort_AnswersEachCallerAsTheTableSays()
+    {
+        var failures = new List<string>();
+        foreach (var (who, expected) in new[] { (Who.Anonymous, ProxyPort.Anonymous), (Who.Alice, ProxyPort.Alice), (Who.Bob, ProxyPort.Bob), (Who.Admin, ProxyPort.Admin) })
+        {
+            foreach (var (path, host) in new[] { ("/u/alice/web/", (string?)null), ("/", "web.alice.localhost"), ("/api/v1/proxy/routes", null) })
+            {
+                var status = await world.ProxyStatusAsync(path, host, who);
+                Outcome actual = status switch
+                {
+                    401 => Outcome.Unauthenticated,
+                    403 => Outcome.Forbidden,
+                    404 => Outcome.Hidden,
+                    _ => Outcome.Allowed,
+                };
+                if (actual != expected) failures.Add($"{who} {host}{path}: expected {expected}, got {status}");
+            }
+        }
+
+        Assert.True(failures.Count == 0, "proxy port:\n  " + string.Join("\n  ", failures));
     }
 
     [Fact]
@@ -447,6 +480,17 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             {
             }
             return (int)ws.HttpStatusCode;
+        }
+
+        /// <summary>The HTTP status of a GET to the proxy port as <paramref name="who"/> (their token sent along).</summary>
+        public async Task<int> ProxyStatusAsync(string path, string? host, Who who)
+        {
+            using var client = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false }) { Timeout = TimeSpan.FromSeconds(30) };
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(_server.ProxyAddress, path));
+            if (host is not null) request.Headers.Host = host;
+            if (who != Who.Anonymous) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _tokens[who]);
+            using var response = await client.SendAsync(request);
+            return (int)response.StatusCode;
         }
 
         private HttpClient AgentPortClient(Who who)

@@ -81,6 +81,9 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>The agent gRPC endpoint (HTTP/2, TLS).</summary>
     public Uri AgentAddress => Agent;
 
+    /// <summary>The reverse proxy for containers (plain HTTP).</summary>
+    public Uri ProxyAddress => KumoServer.ProxyAddress(App)!;
+
     /// <param name="map">Extra endpoints mapped after kumod's own (tests of the pipeline itself).</param>
     public static Task<TestServer> StartAsync(Action<WebApplication> map) => StartAsync(new TempDirectory(), new Settings(null, null, null, map));
 
@@ -93,6 +96,7 @@ public sealed class TestServer : IAsyncDisposable
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             Tls = settings.Tls ?? new(),
             Ldap = settings.Ldap,
+            Proxy = new Kumo.Server.Proxy.ProxyOptions { Endpoint = new IPEndPoint(IPAddress.Loopback, 0) },
         }, b =>
         {
             b.Logging.ClearProviders();
