@@ -17,15 +17,20 @@ internal sealed class KumodProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StreamWriter _log;
 
-    private KumodProcess(Process process, string stateDir, Uri api, StreamWriter log)
+    private KumodProcess(Process process, string stateDir, Uri api, int proxyPort, StreamWriter log)
     {
         _process = process;
+        ProxyPort = proxyPort;
         StateDir = stateDir;
         _log = log;
         Http = new HttpClient(KumodTls.Handler(stateDir)) { BaseAddress = api, Timeout = TimeSpan.FromMinutes(2) };
     }
 
     public string StateDir { get; }
+
+    /// <summary>kumod's reverse proxy for containers (plain HTTP on loopback).</summary>
+    public int ProxyPort { get; }
+
     public int Pid => _process.Id;
     public HttpClient Http { get; }
     public string LogPath => Path.Combine(StateDir, "kumod.log");
@@ -36,6 +41,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         var stateDir = Directory.CreateTempSubdirectory("kumo-bench-").FullName;
         var api = FreePort();
         var agent = FreePort();
+        var proxy = FreePort();
         var exe = Path.Combine(AppContext.BaseDirectory, "kumod");
         var psi = new ProcessStartInfo(exe)
         {
@@ -47,6 +53,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         foreach (var a in new[]
         {
             "--all-in-one", "--state-dir", stateDir, "--listen", $"127.0.0.1:{api}", "--agent-listen", $"127.0.0.1:{agent}",
+            "--proxy-listen", $"127.0.0.1:{proxy}",
             "--node-name", "bench", "--images-dir", imagesDir, "--accel", "tcg",
         })
             psi.ArgumentList.Add(a);
@@ -56,7 +63,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Log(log, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var kumod = new KumodProcess(process, stateDir, new Uri($"https://127.0.0.1:{api}"), log);
+        var kumod = new KumodProcess(process, stateDir, new Uri($"https://127.0.0.1:{api}"), proxy, log);
         try
         {
             await kumod.WaitNodeReadyAsync(TimeSpan.FromSeconds(60), ct);

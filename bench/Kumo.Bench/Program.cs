@@ -15,6 +15,7 @@ var benchmarks = new (string Name, Func<BenchOptions, CancellationToken, Task<Be
     (ApiBench.Name, ApiBench.RunAsync),
     (PlacementBench.Name, PlacementBench.RunAsync),
     (MemoryBench.Name, MemoryBench.RunAsync),
+    (ProxyBench.Name, ProxyBench.RunAsync),
 };
 if (options.Only is { } only && benchmarks.All(b => b.Name != only))
 {

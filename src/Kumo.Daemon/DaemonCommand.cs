@@ -123,7 +123,7 @@ public static class DaemonCommand
                 return 1;
             }
             IPEndPoint? proxy = null;
-            if (parse.GetValue(proxyListen) is not "off" && !IPEndPoint.TryParse(parse.GetValue(proxyListen)!, out proxy))
+            if (parse.GetValue(proxyListen) is not "off" && (proxy = ParseEndpoint(parse.GetValue(proxyListen)!)) is null)
             {
                 await Console.Error.WriteLineAsync("error: --proxy-listen takes IP:PORT (e.g. 127.0.0.1:7480) or off");
                 return 1;
@@ -204,6 +204,21 @@ public static class DaemonCommand
             return 0;
         });
         return root;
+    }
+
+    /// <summary>
+    /// IP:PORT with both spelled out. IPEndPoint.TryParse alone takes "7480" as the address 0.0.29.80 with port 0, so
+    /// the port must be there and the address must be written as one (dotted IPv4 or bracketed IPv6).
+    /// </summary>
+    private static IPEndPoint? ParseEndpoint(string text)
+    {
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port > 65535)
+            return null;
+        var host = text[..colon];
+        var bracketed = host.StartsWith('[') && host.EndsWith(']');
+        if (!bracketed && host.Count(c => c == '.') != 3) return null;
+        return IPAddress.TryParse(bracketed ? host[1..^1] : host, out var address) ? new IPEndPoint(address, port) : null;
     }
 
     /// <summary>Where the local agent dials: the agent endpoint, through loopback when it listens on every address.</summary>
