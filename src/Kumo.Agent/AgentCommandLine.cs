@@ -18,6 +18,7 @@ public sealed class AgentCommandLine
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
     public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
+    public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
     public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
     public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
@@ -25,7 +26,7 @@ public sealed class AgentCommandLine
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval, MigrationBandwidth })
             command.Options.Add(o);
     }
 
@@ -70,6 +71,12 @@ public sealed class AgentCommandLine
         if (Names.Validate(name, "node name") is { } nameError) return (null, $"--node-name: {nameError}");
         var metricsInterval = r.GetValue(MetricsInterval) ?? 5;
         if (metricsInterval is < 0.1 or > 3600) return (null, "--metrics-interval-seconds must be between 0.1 and 3600");
+        long? bandwidth = null;
+        if (r.GetValue(MigrationBandwidth) is { } b)
+        {
+            if (!ByteSize.TryParse(b, out var bytes, out var err) || bytes < 1) return (null, $"--migration-bandwidth: {err ?? "must be positive"}");
+            bandwidth = bytes;
+        }
         var labels = new Dictionary<string, string>();
         foreach (var l in r.GetValue(Labels) ?? [])
         {
@@ -90,6 +97,7 @@ public sealed class AgentCommandLine
             UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
+            MigrationBandwidth = bandwidth,
         }, null);
     }
 }

@@ -55,6 +55,9 @@ public sealed record AgentOptions
     public string ResolvedUserDataDir => UserDataDir ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".kumo-data");
 
     /// <summary>How often the node and its guests are sampled for monitoring and measured usage.</summary>
+    /// <summary>QEMU's max-bandwidth for migrations this node sends (bytes/s); null keeps QEMU's default.</summary>
+    public long? MigrationBandwidth { get; init; }
+
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
 
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");

@@ -73,6 +73,8 @@ public static partial class KumoServer
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+        // The proxy logs through this factory too; YARP's Information is a line per proxied request.
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         var pki = ServerPki.LoadOrCreate(options.StateDir, options.Tls, [options.ApiEndpoint.Address, options.AgentEndpoint.Address], TimeProvider.System);
         builder.WebHost.ConfigureKestrel(k =>
         {

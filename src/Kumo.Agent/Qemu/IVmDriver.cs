@@ -99,8 +99,8 @@ public interface IVmDriver
     /// <summary>The running guest's run state as the hypervisor says (running, paused, inmigrate, postmigrate, ...).</summary>
     Task<string> RunStateAsync(string id, CancellationToken ct);
 
-    /// <summary>Starts a live migration of the running guest, disk overlay included, to HOST:PORT.</summary>
-    Task StartMigrationAsync(string id, string target, CancellationToken ct);
+    /// <summary>Starts a live migration of the running guest, disk overlay included, to HOST:PORT (at most <paramref name="maxBandwidth"/> bytes/s).</summary>
+    Task StartMigrationAsync(string id, string target, long? maxBandwidth, CancellationToken ct);
 
     Task<MigrationProgress> QueryMigrationAsync(string id, CancellationToken ct);
 

@@ -21,8 +21,12 @@ public sealed partial class QemuDriver
     public async Task<string> RunStateAsync(string id, CancellationToken ct) =>
         (await QmpResultAsync(id, "query-status", null, ct))?["status"]?.GetValue<string>() ?? "unknown";
 
-    public async Task StartMigrationAsync(string id, string target, CancellationToken ct) =>
+    public async Task StartMigrationAsync(string id, string target, long? maxBandwidth, CancellationToken ct)
+    {
+        if (maxBandwidth is { } cap)
+            await QmpResultAsync(id, "migrate-set-parameters", new JsonObject { ["max-bandwidth"] = cap }, ct);
         await QmpResultAsync(id, "migrate", new JsonObject { ["uri"] = $"tcp:{target}", ["blk"] = true, ["inc"] = true }, ct);
+    }
 
     public async Task<MigrationProgress> QueryMigrationAsync(string id, CancellationToken ct)
     {

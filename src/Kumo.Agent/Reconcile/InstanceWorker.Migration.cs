@@ -124,7 +124,7 @@ internal sealed partial class InstanceWorker
             driver.SetMigrationMarker(id, marker);
             try
             {
-                await driver.StartMigrationAsync(id, d.MigrateTo, ct);
+                await driver.StartMigrationAsync(id, d.MigrateTo, options.MigrationBandwidth, ct);
             }
             catch (QmpException e)
             {

@@ -14,11 +14,16 @@ public sealed class MigrationNodes : IAsyncLifetime
 
     public KumoEnvironment Env { get; private set; } = null!;
 
+    /// <summary>The agents send at most 16 MiB/s, so a migration of the tiny guest lasts seconds: long enough to kill something in the middle.</summary>
+    public static readonly string[] AgentArgs = ["--migration-bandwidth", "16M"];
+
+    public DaemonProcess Agent1 { get; set; } = null!;
+
     public async Task InitializeAsync()
     {
         Env = await KumoEnvironment.StartAsync(false, "--migration-ports", $"{Port}-{Port}");
-        await Env.StartAgentAsync("n1", cpus: 2, memory: "2G");
-        await Env.StartAgentAsync("n2", cpus: 2, memory: "2G");
+        Agent1 = await Env.StartAgentAsync("n1", 2, "2G", AgentArgs);
+        await Env.StartAgentAsync("n2", 2, "2G", AgentArgs);
     }
 
     public async Task DisposeAsync() => await Env.DisposeAsync();
@@ -177,5 +182,56 @@ public sealed class MigrationTests(MigrationNodes fixture) : IClassFixture<Migra
         var (_, op, _) = await MigrateAsync("mig3", new { node = "n2" });
         Assert.Equal(OperationStatuses.Succeeded, (await Env.Api.WaitAsync(op!)).Status);
         Assert.Equal("n2", (await Env.Api.GetAsync("mig3"))!.Node);
+    }
+
+    /// <summary>Starts migrating <paramref name="name"/> to n2 and returns once the source reports bytes sent.</summary>
+    private async Task<Operation> MigrateUntilHalfwayAsync(string name)
+    {
+        var (status, op, problem) = await MigrateAsync(name, new { node = "n2" });
+        Assert.True(status == HttpStatusCode.Accepted, $"{status} {problem?.Detail}");
+        await ApiClient.EventuallyAsync(() => Env.Api.Http.GetFromJsonAsync<Operation>($"/api/v1/operations/{op!.Id}", ApiClient.Json),
+            o => o!.Message?.Contains(" sent", StringComparison.Ordinal) == true || OperationStatuses.IsFinal(o.Status), TimeSpan.FromSeconds(60), "bytes sent");
+        return op!;
+    }
+
+    private async Task AssertOneCopyOnN2Async(string name, string id, string bootId)
+    {
+        var moved = await ApiClient.EventuallyAsync(() => Env.Api.GetAsync(name), i => i!.Node == "n2" && i.State == InstanceStates.Running,
+            TimeSpan.FromSeconds(90), $"{name} running on n2");
+        Assert.Equal(id, moved!.Id);
+        await KumoEnvironment.WaitUntilAsync(() => Task.FromResult(Repo.QemuPids(Env.AgentStateDir("n1")).Count == 0 && !Directory.Exists(InstanceDir("n1", id))),
+            TimeSpan.FromSeconds(60), "the source's QEMU and directory to be gone");
+        Assert.Single(Repo.QemuPids(Env.AgentStateDir("n2")));
+        var after = await SerialConsole.RunAsync(SerialSocket("n2", id), "cat /proc/sys/kernel/random/boot_id /proc/uptime; echo data-x", Answer);
+        Assert.Equal(bootId, Parse(after).BootId);
+    }
+
+    [Fact]
+    public async Task Migrate_KumodKilledMidway_RestartedKumodMovesTheVmAndOneCopyRuns()
+    {
+        var vm = await RunningOnAsync("mig4", "n1");
+        var bootId = Parse(await SerialConsole.RunAsync(SerialSocket("n1", vm.Id), "cat /proc/sys/kernel/random/boot_id /proc/uptime; echo data-x", Answer)).BootId;
+        var op = await MigrateUntilHalfwayAsync("mig4");
+
+        Env.Server!.Crash();
+        // QEMU carries on without kumod; the agents report the outcome once kumod is back.
+        await Env.StartServerAsync();
+
+        Assert.Equal(OperationStatuses.Succeeded, (await Env.Api.WaitAsync(op)).Status);
+        await AssertOneCopyOnN2Async("mig4", vm.Id, bootId);
+    }
+
+    [Fact]
+    public async Task Migrate_SourceAgentKilledMidway_RestartedAgentReportsTheOutcomeAndOneCopyRuns()
+    {
+        var vm = await RunningOnAsync("mig5", "n1");
+        var bootId = Parse(await SerialConsole.RunAsync(SerialSocket("n1", vm.Id), "cat /proc/sys/kernel/random/boot_id /proc/uptime; echo data-x", Answer)).BootId;
+        var op = await MigrateUntilHalfwayAsync("mig5");
+
+        fixture.Agent1.Crash();
+        fixture.Agent1 = await Env.StartAgentAsync("n1", 2, "2G", MigrationNodes.AgentArgs);
+
+        Assert.Equal(OperationStatuses.Succeeded, (await Env.Api.WaitAsync(op)).Status);
+        await AssertOneCopyOnN2Async("mig5", vm.Id, bootId);
     }
 }
