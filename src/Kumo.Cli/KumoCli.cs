@@ -56,6 +56,7 @@ internal static class KumoCli
         root.Subcommands.Add(ImageCommands.Create(cli));
         root.Subcommands.Add(VmCommands.Create(cli));
         root.Subcommands.Add(NetworkCommands.Create(cli));
+        root.Subcommands.Add(PortForwardCommands.Create(cli));
         root.Subcommands.Add(VolumeCommands.Create(cli));
         root.Subcommands.Add(ContainerCommands.Create(cli));
         root.Subcommands.Add(OperationCommands.Create(cli));

@@ -197,6 +197,17 @@ internal sealed partial class Output
         return table;
     }
 
+    public IRenderable PortForwards(IReadOnlyList<PortForward> forwards)
+    {
+        var table = Table("INSTANCE", "PUBLIC", "TO", "NETWORK", "NODE");
+        foreach (var f in forwards)
+            AddRow(table, f.Instance, $"{f.PublicPort}/{f.Protocol}", $"{f.Address}:{f.Port}", f.Network, f.Node);
+        return table;
+    }
+
+    public static IRenderable PortForwardLine(PortForward f) =>
+        Line($"{f.Instance}: node{(f.Node is null ? "" : $" {f.Node}")} port {f.PublicPort}/{f.Protocol} -> {f.Address}:{f.Port}");
+
     public static IRenderable Network(Network n) => Details(
         ("Name", n.Name),
         ("Project", n.Project),

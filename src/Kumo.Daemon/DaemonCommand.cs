@@ -33,6 +33,7 @@ public static class DaemonCommand
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
+        var forwardRange = new Option<string>("--port-forward-range") { Description = "Node ports users may forward to their VMs (kumo port-forward), FIRST-LAST", DefaultValueFactory = _ => "2000-9999" };
         var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
         var migrationPorts = new Option<string>("--migration-ports") { Description = "Ports target QEMUs listen on for live migrations (kumo vm migrate), FIRST-LAST", DefaultValueFactory = _ => "21500-21599" };
         var migrationHost = new Option<string>("--migration-host") { Description = "Address migration targets listen on and sources connect to (one for all nodes)", DefaultValueFactory = _ => "127.0.0.1" };
@@ -54,7 +55,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, portPool, proxyListen, proxyDomain })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, portPool, proxyListen, proxyDomain, forwardRange })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -70,6 +71,11 @@ public static class DaemonCommand
             if (Kumo.Server.Debugging.DebugPortOptions.ParseRange(parse.GetValue(debugPorts)!) is not { } debugRange)
             {
                 await Console.Error.WriteLineAsync("error: --debug-ports takes FIRST-LAST, e.g. 21000-21499");
+                return 1;
+            }
+            if (Kumo.Server.Networking.PortForwardService.ParseRange(parse.GetValue(forwardRange)!) is not { } forwards)
+            {
+                await Console.Error.WriteLineAsync("error: --port-forward-range takes FIRST-LAST between 1024 and 65535, e.g. 2000-9999");
                 return 1;
             }
             if (!IPAddress.TryParse(parse.GetValue(debugBind), out _))
@@ -141,6 +147,7 @@ public static class DaemonCommand
                 Ldap = ldap,
                 StateDir = state,
                 Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
+                PortForwards = new Kumo.Server.Networking.PortForwardOptions { First = forwards.First, Last = forwards.Last },
                 Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,

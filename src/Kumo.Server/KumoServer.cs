@@ -44,6 +44,7 @@ public sealed record KumoServerOptions
     public Images.ImageOptions Images { get; init; } = new();
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
+    public Networking.PortForwardOptions PortForwards { get; init; } = new();
     public LiveMigration.MigrationOptions Migration { get; init; } = new();
 
     /// <summary>The reverse proxy for containers; off unless <see cref="ProxyOptions.Endpoint"/> is set (kumod's default: 127.0.0.1:7480).</summary>
@@ -129,6 +130,8 @@ public static partial class KumoServer
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<Networking.NetworkService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.PortForwards));
+        s.AddSingleton<Networking.PortForwardService>();
         s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
@@ -202,6 +205,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
         NetworkEndpoints.Map(api);
+        PortForwardEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);

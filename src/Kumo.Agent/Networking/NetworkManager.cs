@@ -262,7 +262,9 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     /// <summary>Rewrites this agent's nftables table in one transaction (or removes it when no network is left).</summary>
     private async Task ApplyNftAsync(CancellationToken ct)
     {
-        var script = NftScript(TableName, Records());
+        var desired = _desired;
+        var forwards = desired.ToDictionary(d => d.Key, d => (IReadOnlyList<PortForwardRule>)d.Value.Forwards.ToList(), StringComparer.Ordinal);
+        var script = NftScript(TableName, Records(), forwards);
         Directory.CreateDirectory(NetworksDir);
         var file = Path.Combine(NetworksDir, "nftables.nft");
         await File.WriteAllTextAsync(file, script, ct);
@@ -274,13 +276,26 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     /// The whole table, replaced atomically ("table; delete table; table {…}" in one nft transaction). Comments name
     /// each rule's purpose so tests and operators can read its counters.
     /// </summary>
-    internal static string NftScript(string table, IReadOnlyList<NetworkRecord> networks)
+    internal static string NftScript(string table, IReadOnlyList<NetworkRecord> networks,
+        IReadOnlyDictionary<string, IReadOnlyList<PortForwardRule>>? forwardsByNetwork = null)
     {
+        // Only networks realized here: a forward to a guest whose bridge is not up yet waits for the next pass.
+        var forwards = networks
+            .SelectMany(n => (forwardsByNetwork?.GetValueOrDefault(n.Id) ?? []).Select(f => (Network: n, Rule: f)))
+            .ToList();
         var s = new StringBuilder();
         s.Append(CultureInfo.InvariantCulture, $"table inet {table}\ndelete table inet {table}\n");
         if (networks.Count == 0) return s.ToString();
         s.Append(CultureInfo.InvariantCulture, $"table inet {table} {{\n");
         s.Append("  chain forward {\n    type filter hook forward priority -10; policy accept;\n");
+        // Forwarded connections first: they are public by design, so isolation and no-ingress rules do not apply.
+        foreach (var (n, f) in forwards)
+        {
+            s.Append(CultureInfo.InvariantCulture,
+                $"    oifname \"{n.Bridge}\" ip daddr {f.Address} {f.Protocol} dport {f.Port} ct status dnat accept comment \"kumo-forward {n.Name} {f.PublicPort}\"\n");
+            s.Append(CultureInfo.InvariantCulture,
+                $"    iifname \"{n.Bridge}\" ip saddr {f.Address} {f.Protocol} sport {f.Port} ct status dnat accept comment \"kumo-forward-reply {n.Name} {f.PublicPort}\"\n");
+        }
         foreach (var n in networks)
         {
             var br = n.Bridge;
@@ -312,11 +327,27 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             s.Append(CultureInfo.InvariantCulture, $"    iifname \"{br}\" counter drop comment \"kumo-host {n.Name}\"\n");
         }
         s.Append("  }\n");
-        if (networks.Any(n => n.Nat))
+        if (forwards.Count > 0)
+        {
+            // Connections to the node's own addresses (from outside: prerouting; from the node itself: output).
+            foreach (var (chain, hook) in new[] { ("prerouting", "prerouting"), ("output", "output") })
+            {
+                s.Append(CultureInfo.InvariantCulture, $"  chain {chain} {{\n    type nat hook {hook} priority -100; policy accept;\n");
+                foreach (var (n, f) in forwards)
+                    s.Append(CultureInfo.InvariantCulture,
+                        $"    fib daddr type local ip daddr != 127.0.0.0/8 {f.Protocol} dport {f.PublicPort} dnat ip to {f.Address}:{f.Port} comment \"kumo-forward {n.Name} {f.PublicPort}\"\n");
+                s.Append("  }\n");
+            }
+        }
+        if (networks.Any(n => n.Nat) || forwards.Count > 0)
         {
             s.Append("  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n");
             foreach (var n in networks.Where(n => n.Nat))
                 s.Append(CultureInfo.InvariantCulture, $"    iifname \"{n.Bridge}\" oifname != \"{n.Bridge}\" masquerade comment \"kumo-nat {n.Name}\"\n");
+            // Forwarded connections leave through the gateway address, so the guest answers through the node even
+            // when its network has no NAT and therefore no default route.
+            foreach (var n in networks.Where(n => forwards.Any(f => f.Network == n)))
+                s.Append(CultureInfo.InvariantCulture, $"    oifname \"{n.Bridge}\" ct status dnat masquerade comment \"kumo-forward-snat {n.Name}\"\n");
             s.Append("  }\n");
         }
         s.Append("}\n");

@@ -149,6 +149,7 @@ public sealed class AgentControlService(
         var hosts = c.Query<(string NetworkId, string Address, string Mac, string Name)>(
             "SELECT a.network_id, a.address, a.mac, i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id IN @networkIds ORDER BY i.name",
             new { networkIds }).ToLookup(h => h.NetworkId);
+        var forwards = Networking.PortForwardService.ForNode(c, nodeId);
         foreach (var n in c.Query<Networking.NetworkRow>("SELECT * FROM networks WHERE id IN @networkIds ORDER BY id", new { networkIds }))
         {
             var api = n.ToApi([]);
@@ -164,6 +165,8 @@ public sealed class AgentControlService(
             };
             foreach (var h in hosts[n.Id])
                 network.Hosts.Add(new NetworkHost { Address = h.Address, Mac = h.Mac, Name = h.Name });
+            foreach (var f in forwards[n.Id])
+                network.Forwards.Add(new PortForwardRule { Protocol = f.Protocol, PublicPort = f.PublicPort, Address = f.Address, Port = f.Port });
             state.Networks.Add(network);
         }
     }

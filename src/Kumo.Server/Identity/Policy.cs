@@ -57,6 +57,9 @@ public static class Policy
         [("network", "get")] = Access.User,
         [("network", "create")] = Access.User,
         [("network", "delete")] = Access.User,
+        [("port-forward", "list")] = Access.User,
+        [("port-forward", "create")] = Access.User,
+        [("port-forward", "delete")] = Access.User,
         [("instance", "metrics")] = Access.User,
         // Where a guest runs is the operator's decision.
         [("instance", "migrate")] = Access.Admin,

@@ -303,6 +303,20 @@ internal static class Migrations
             created_at TEXT NOT NULL
         );
         """,
+        // 14: port forwards: a node port (unique per protocol) DNATed to an instance's address on its tenant network.
+        """
+        CREATE TABLE port_forwards (
+            protocol TEXT NOT NULL,
+            public_port INTEGER NOT NULL,
+            instance_id TEXT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+            network_id TEXT NOT NULL,
+            address TEXT NOT NULL,
+            port INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (protocol, public_port)
+        );
+        CREATE INDEX port_forwards_instance ON port_forwards (instance_id);
+        """,
     ];
 
     public static int Latest => All.Count;

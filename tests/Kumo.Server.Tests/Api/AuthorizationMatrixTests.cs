@@ -85,6 +85,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/networks"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
+        // Port forwards of alice's project and VM: hers and the admin's; bob does not learn they exist.
+        ["GET /api/v1/port-forwards"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}/port-forwards"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/instances/{name}/port-forwards"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/instances/{name}/port-forwards/{publicPort}"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/metrics"] = new(Login, Ok, Hide, Ok),
         // Admins only, even for the owner: it decides which node a guest runs on (alice's stopped 'web' answers 409 to the admin).
         ["POST /api/v1/instances/{name}/migrate"] = new(Login, Deny, Deny, Ok),
@@ -531,7 +536,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             if (template.StartsWith("/api/v1/networks", StringComparison.Ordinal))
                 path = path.Replace("{name}", method == "DELETE" ? "no-such-net" : "lan") + "?project=alice";
             if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal))
-                path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot") + "?project=alice";
+                path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot").Replace("{publicPort}", "2222") + "?project=alice";
+            if (template == "/api/v1/port-forwards") path += "?project=alice";
             if (template.StartsWith("/api/v1/volumes", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-volume") + "?project=alice";
             if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
             if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
@@ -549,7 +555,8 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         private HttpContent? Body(string endpoint, Who who) => endpoint switch
         {
             // Bodies that pass the policy and then fail validation, so nothing is created, changed or throttled.
-            "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" or "POST /api/v1/networks" => Json(new { }),
+            "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" or "POST /api/v1/networks"
+                or "POST /api/v1/instances/{name}/port-forwards" => Json(new { }),
             // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
             "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),
             "POST /api/v1/tokens" => Json(new TokensPost { Name = "matrix" }),
