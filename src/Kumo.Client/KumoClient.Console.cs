@@ -9,9 +9,11 @@ public sealed partial class KumoClient
     /// kumod are notices for the person (e.g. that someone else is typing). A refused handshake becomes the same
     /// <see cref="KumoApiException"/> the REST API gives for that VM (not found, forbidden, not running, node away).
     /// </summary>
-    public async Task<WebSocket> OpenConsoleAsync(string name, CancellationToken cancellationToken = default)
+    public Task<WebSocket> OpenConsoleAsync(string name, CancellationToken cancellationToken = default) =>
+        OpenWebSocketAsync(InProject($"api/v1/instances/{Escape(name)}/console"), "console", cancellationToken);
+
+    private async Task<WebSocket> OpenWebSocketAsync(string path, string what, CancellationToken cancellationToken)
     {
-        var path = InProject($"api/v1/instances/{Escape(name)}/console");
         var http = new Uri(BaseAddress, path);
         var uri = new UriBuilder(http) { Scheme = http.Scheme == Uri.UriSchemeHttps ? "wss" : "ws" }.Uri;
         var ws = new ClientWebSocket();
@@ -29,7 +31,7 @@ public sealed partial class KumoClient
             // kumod checks everything a WebSocket would meet before it looks for the upgrade, so a plain GET answers
             // with the reason as problem+json (or with websocket-required when the refusal was elsewhere).
             await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, path), static (_, _) => Task.FromResult(true), cancellationToken);
-            throw KumoApiException.Failed($"kumod refused the console WebSocket: {e.Message}", e);
+            throw KumoApiException.Failed($"kumod refused the {what} WebSocket: {e.Message}", e);
         }
         catch (HttpRequestException e) when (IsConnectFailure(e))
         {

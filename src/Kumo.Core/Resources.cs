@@ -96,6 +96,12 @@ public sealed record ContainerSpec
     public IReadOnlyList<PortMapping> Ports { get; init; } = [];
 
     public IReadOnlyList<VolumeMount> Volumes { get; init; } = [];
+
+    /// <summary>The main process's stdin stays open (run -i), so someone attached can type to it.</summary>
+    public bool Interactive { get; init; }
+
+    /// <summary>The main process runs on a terminal (run -t).</summary>
+    public bool Tty { get; init; }
 }
 
 /// <summary>One route of kumod's reverse proxy (GET /api/v1/proxy/routes, admins only).</summary>
@@ -171,6 +177,12 @@ public sealed record InstancesPost
 
     /// <summary>Containers: SRC:DST[:ro] bind mounts, SRC inside the owner's storage dir (~/.kumo-data/USER/) on the node.</summary>
     public IReadOnlyList<string>? Volumes { get; init; }
+
+    /// <summary>Containers: keep the main process's stdin open for kumo ct attach (docker run -i).</summary>
+    public bool? Interactive { get; init; }
+
+    /// <summary>Containers: give the main process a terminal (docker run -t).</summary>
+    public bool? Tty { get; init; }
 
     // The fields below are always refused for containers. They are part of the body so a request asking for them
     // gets a clear refusal instead of being silently run without them.

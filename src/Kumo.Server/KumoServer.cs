@@ -209,6 +209,7 @@ public static partial class KumoServer
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);
+        ContainerSessionEndpoints.Map(api);
         DebugEndpoints.Map(api);
         MigrationEndpoints.Map(api);
         IdentityEndpoints.Map(api);

@@ -7,9 +7,10 @@ namespace Kumo.Agent.Consoles;
 
 /// <summary>
 /// Answers kumod's console session requests: for each one the agent opens a ConsoleStream call and relays between it
-/// and the guest's <see cref="GuestConsole"/>, as one remote viewer.
+/// and the guest's <see cref="GuestConsole"/>, as one remote viewer. Sessions on containers (logs, exec, attach) ride
+/// the same calls and are served by <see cref="Containers.ContainerSessions"/>.
 /// </summary>
-public sealed partial class ConsoleSessions(ConsoleHub hub, ILogger<ConsoleSessions> logger)
+public sealed partial class ConsoleSessions(ConsoleHub hub, Containers.ContainerSessions containers, ILogger<ConsoleSessions> logger)
 {
     /// <summary>Told once to a remote viewer whose keys are refused.</summary>
     public const string KeyboardTaken = "kumo: another viewer is typing on this console; your input is ignored until they leave";
@@ -42,6 +43,11 @@ public sealed partial class ConsoleSessions(ConsoleHub hub, ILogger<ConsoleSessi
                 }
             }
 
+            if (request.ContainerKind.Length > 0)
+            {
+                await containers.ServeAsync(request, new Containers.SessionCall(nodeId, SendAsync, call.ResponseStream, call.RequestStream), session.Token);
+                return;
+            }
             var console = hub.Get(request.InstanceId);
             if (console is null)
             {
@@ -92,9 +98,10 @@ public sealed partial class ConsoleSessions(ConsoleHub hub, ILogger<ConsoleSessi
                 console.Leave(viewer);
             }
         }
-        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or InvalidOperationException)
+        catch (Exception e) when (e is RpcException or OperationCanceledException or IOException or InvalidOperationException
+            or Docker.DotNet.DockerApiException or HttpRequestException)
         {
-            if (!ct.IsCancellationRequested) LogSessionEnded(request.InstanceId, e.Message);
+            if (!ct.IsCancellationRequested) LogSessionEnded(request.InstanceId, $"{e.GetType().Name}: {e.Message}");
         }
     }
 

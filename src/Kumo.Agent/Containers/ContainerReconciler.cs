@@ -242,6 +242,10 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
             Image = image,
             Cmd = d.ContainerCommand.Count > 0 ? d.ContainerCommand.ToList() : null,
             Env = d.ContainerEnv.Select(e => $"{e.Key}={e.Value}").ToList(),
+            // Open stdin that no one has attached to yet, and that stays open when someone detaches (not StdinOnce).
+            OpenStdin = d.ContainerStdin,
+            StdinOnce = false,
+            Tty = d.ContainerTty,
             Labels = new Dictionary<string, string>
             {
                 [InstanceLabel] = d.Id,

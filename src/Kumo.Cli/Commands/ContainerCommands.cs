@@ -5,7 +5,7 @@ using Kumo.Core;
 
 namespace Kumo.Cli.Commands;
 
-/// <summary>kumo ct run | list | show | stop | start | restart | rm: containers, the second instance type.</summary>
+/// <summary>kumo ct run | list | show | stop | start | restart | rm | logs | exec | attach: containers, the second instance type.</summary>
 internal static class ContainerCommands
 {
     public static Command Create(CliContext cli)
@@ -18,6 +18,9 @@ internal static class ContainerCommands
         ct.Subcommands.Add(Power(cli, "stop", "Stop a container (SIGTERM, then SIGKILL after a grace period)", (c, n, t) => c.StopInstanceAsync(n, t)));
         ct.Subcommands.Add(Power(cli, "restart", "Stop and start a container", (c, n, t) => c.RestartInstanceAsync(n, t)));
         ct.Subcommands.Add(RemoveCommand(cli));
+        ct.Subcommands.Add(ContainerSessionCommands.Logs(cli));
+        ct.Subcommands.Add(ContainerSessionCommands.Exec(cli));
+        ct.Subcommands.Add(ContainerSessionCommands.Attach(cli));
         return ct;
     }
 
@@ -33,6 +36,8 @@ internal static class ContainerCommands
         var volumes = new Option<string[]>("--volume", "-v") { Description = "Bind mount SRC:DST[:ro], SRC inside ~/.kumo-data/USER/ on the node (repeatable)", HelpName = "SRC:DST" };
         var node = new Option<string?>("--node") { Description = "Place on this node instead of letting the scheduler choose" };
         var labels = new Option<string[]>("--label") { Description = "Label key=value (repeatable)", HelpName = "KEY=VALUE" };
+        var interactive = new Option<bool>("--interactive", "-i") { Description = "Keep the process's stdin open, to type to it with kumo ct attach" };
+        var tty = new Option<bool>("--tty", "-t") { Description = "Run the process on a terminal" };
         // Passed on so kumod can refuse them with its reason, rather than the CLI pretending they do not exist.
         var privileged = new Option<bool>("--privileged") { Description = "Refused by policy", Hidden = true };
         var network = new Option<string?>("--network") { Description = "Refused by policy unless default", Hidden = true };
@@ -43,11 +48,12 @@ internal static class ContainerCommands
         var noWait = VmCommands.NoWait();
         var run = new Command("run", "Create and start a container, wait until its process runs")
         {
-            name, command, image, ports, memory, cpus, env, volumes, node, labels, privileged, network, pid, ipc, devices, capAdd, noWait,
+            name, command, image, ports, memory, cpus, env, volumes, node, labels, interactive, tty, privileged, network, pid, ipc, devices, capAdd, noWait,
         };
         cli.Examples(run,
             "kumo ct run web --image busybox -p 80 -m 256M -- httpd -f -p 80",
-            "kumo ct run job -e MODE=batch -v data:/data -- sh -c 'date >> /data/log'");
+            "kumo ct run job -e MODE=batch -v data:/data -- sh -c 'date >> /data/log'",
+            "kumo ct run shell -i -- sh        # then: kumo ct attach shell");
         cli.SetAction(run, async r =>
         {
             var post = new InstancesPost
@@ -63,6 +69,8 @@ internal static class ContainerCommands
                 Volumes = r.Get(volumes) is { Length: > 0 } v ? v : null,
                 Node = r.Get(node) is { } n ? Check.Name(n, "node name") : null,
                 Labels = r.Get(labels) is { Length: > 0 } l ? Check.Labels(l, "--label") : null,
+                Interactive = r.Get(interactive) ? true : null,
+                Tty = r.Get(tty) ? true : null,
                 Privileged = r.Get(privileged) ? true : null,
                 Network = r.Get(network),
                 Pid = r.Get(pid),

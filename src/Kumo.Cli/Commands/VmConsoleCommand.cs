@@ -143,7 +143,7 @@ internal static class VmConsoleCommand
     }
 
     /// <summary>The terminal in raw mode without echo (stty), restored on dispose: every key reaches the guest.</summary>
-    private sealed class RawTerminal : IDisposable
+    internal sealed class RawTerminal : IDisposable
     {
         private readonly string _saved;
 

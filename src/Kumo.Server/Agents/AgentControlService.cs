@@ -243,6 +243,8 @@ public sealed class AgentControlService(
                 foreach (var (k, v) in spec.Env) d.ContainerEnv[k] = v;
                 d.ContainerPorts.AddRange(spec.Ports.Select(p => new ContainerPort { ContainerPort_ = p.ContainerPort, HostPort = p.HostPort, HostIp = p.HostIp }));
                 d.ContainerVolumes.AddRange(spec.Volumes.Select(v => new ContainerVolume { Source = v.Source, Target = v.Target, ReadOnly = v.ReadOnly }));
+                d.ContainerStdin = spec.Interactive;
+                d.ContainerTty = spec.Tty;
             }
             state.Instances.Add(d);
         }

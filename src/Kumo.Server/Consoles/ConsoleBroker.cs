@@ -44,7 +44,15 @@ public sealed class ConsoleBroker
     }
 
     /// <summary>Asks the node for a session on an instance's console and waits for the agent to answer it.</summary>
-    public async Task<ConsoleLink> OpenAsync(string nodeId, string nodeName, string instanceId, bool logOnly, CancellationToken ct)
+    public Task<ConsoleLink> OpenAsync(string nodeId, string nodeName, string instanceId, bool logOnly, CancellationToken ct) =>
+        OpenAsync(nodeId, nodeName, new ConsoleSessionRequest { InstanceId = instanceId, LogOnly = logOnly }, ct);
+
+    /// <summary>
+    /// Asks the node for a session (a VM's console, or a container's logs, exec or attach: <paramref name="request"/>
+    /// says which) and waits for the agent to answer it. An agent that cannot serve it answers with an error frame,
+    /// which is then the first frame of <see cref="ConsoleLink.FromAgent"/>.
+    /// </summary>
+    public async Task<ConsoleLink> OpenAsync(string nodeId, string nodeName, ConsoleSessionRequest request, CancellationToken ct)
     {
         if (!_watchers.TryGetValue(nodeId, out var watcher))
             throw Unavailable(nodeName);
@@ -53,7 +61,9 @@ public sealed class ConsoleBroker
         _pending[sessionId] = (nodeId, link);
         try
         {
-            if (!watcher.Writer.TryWrite(new ConsoleSessionRequest { SessionId = sessionId, InstanceId = instanceId, LogOnly = logOnly }))
+            var asked = request.Clone();
+            asked.SessionId = sessionId;
+            if (!watcher.Writer.TryWrite(asked))
                 throw Unavailable(nodeName);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(AnswerTimeout);
@@ -87,7 +97,7 @@ public sealed class ConsoleBroker
             throw new RpcException(new Status(StatusCode.PermissionDenied, "the console session was asked of another node"));
         }
         var link = new ConsoleLink(toAgent);
-        if (!string.IsNullOrEmpty(first.Error) || !first.Data.IsEmpty || !string.IsNullOrEmpty(first.Notice)) link.Deliver(first);
+        if (!string.IsNullOrEmpty(first.Error) || !first.Data.IsEmpty || !string.IsNullOrEmpty(first.Notice) || first.Exited) link.Deliver(first);
         if (!pending.Link.TrySetResult(link)) return;
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var pump = Task.Run(async () =>
@@ -133,17 +143,26 @@ public sealed class ConsoleLink(IServerStreamWriter<ConsoleFrame> toAgent)
 
     internal Task Closed => _closed.Task;
 
+    /// <summary>The agent's refusal, when it answered the session request with one (nothing else follows it).</summary>
+    public string? Refusal => _fromAgent.Reader.TryPeek(out var first) && !string.IsNullOrEmpty(first.Error) ? first.Error : null;
+
     internal void Deliver(ConsoleFrame frame) => _fromAgent.Writer.TryWrite(frame);
 
     internal void EndOutput() => _fromAgent.Writer.TryComplete();
 
-    public async Task SendAsync(ReadOnlyMemory<byte> keys, CancellationToken ct)
+    public Task SendAsync(ReadOnlyMemory<byte> keys, CancellationToken ct) =>
+        SendAsync(new ConsoleFrame { Data = Google.Protobuf.ByteString.CopyFrom(keys.Span) }, ct);
+
+    /// <summary>Tells the agent that the viewer's input ended (an exec'd command then reads end of file).</summary>
+    public Task CloseInputAsync(CancellationToken ct) => SendAsync(new ConsoleFrame { CloseInput = true }, ct);
+
+    private async Task SendAsync(ConsoleFrame frame, CancellationToken ct)
     {
         if (_closed.Task.IsCompleted) return;
         await _write.WaitAsync(ct);
         try
         {
-            await toAgent.WriteAsync(new ConsoleFrame { Data = Google.Protobuf.ByteString.CopyFrom(keys.Span) }, ct);
+            await toAgent.WriteAsync(frame, ct);
         }
         catch (InvalidOperationException)
         {

@@ -80,6 +80,10 @@ public static class Policy
         // Owner and admins only; the service refuses other users (404 outside their projects, 403 inside).
         [("instance", "console")] = Access.User,
         [("instance", "debug")] = Access.User,
+        // Containers: the same rule (a shell in someone's container is their console).
+        [("instance", "logs")] = Access.User,
+        [("instance", "exec")] = Access.User,
+        [("instance", "attach")] = Access.User,
         [("operation", "get")] = Access.User,
         [("operation", "watch")] = Access.User,
         [("project", "list")] = Access.User,

@@ -67,6 +67,8 @@ public static class ContainerPolicy
             Env = env,
             Ports = ports.Select(p => new PortMapping { ContainerPort = p }).ToList(),
             Volumes = volumes,
+            Interactive = body.Interactive == true,
+            Tty = body.Tty == true,
         };
     }
 

@@ -52,7 +52,7 @@ public static class InstanceRequestValidator
         }
         else if (body.Command is not null || body.Env is not null || body.Ports is not null || body.Volumes is not null
                  || body.Privileged is not null || body.Pid is not null || body.Ipc is not null
-                 || body.Devices is not null || body.CapAdd is not null)
+                 || body.Devices is not null || body.CapAdd is not null || body.Interactive is not null || body.Tty is not null)
         {
             Add("type", "command, env, ports, volumes and the other container fields need type 'container'");
         }

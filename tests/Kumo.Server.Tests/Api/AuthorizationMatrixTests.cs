@@ -111,6 +111,10 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         // Owner and admins; alice's 'web' is stopped (409) on a node with no agent (503): past the policy either way.
         ["GET /api/v1/instances/{name}/console"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/console/log"] = new(Login, Ok, Hide, Ok),
+        // Container logs/exec/attach: owner and admins; alice's 'web' is a VM (409 from the handler), past the policy.
+        ["GET /api/v1/instances/{name}/logs"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}/exec"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/instances/{name}/attach"] = new(Login, Ok, Hide, Ok),
         // Owner and admins: no stub (200), 'web' is stopped (409), turning off what is off (200).
         ["GET /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances/{name}/debug"] = new(Login, Ok, Hide, Ok),
