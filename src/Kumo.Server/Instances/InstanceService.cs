@@ -91,7 +91,8 @@ public sealed class InstanceService(
         Scheduler.NodeView node;
         try
         {
-            node = scheduler.Place(ctx, new PlacementRequest(req.Cpus, req.MemoryBytes, req.Node, req.NodeSelector));
+            var excluded = req.Network is null ? null : NetworkService.NodesWithOverlappingNetworks(ctx, project, req.Network);
+            node = scheduler.Place(ctx, new PlacementRequest(req.Cpus, req.MemoryBytes, req.Node, req.NodeSelector, excluded));
         }
         catch (NoCapacityException e)
         {

@@ -118,6 +118,29 @@ public sealed class NetworkService(Database db, TimeProvider time)
         return new NetworkAddress { Network = networkName, Address = address, Mac = mac, Instance = instanceName };
     }
 
+    /// <summary>
+    /// Nodes that cannot host a NIC on this network: a node realizes each network as a bridge holding its gateway
+    /// address, so two networks with overlapping subnets (other projects may reuse a subnet) cannot share a node.
+    /// Unknown networks exclude nothing here; IPAM refuses them right after placement.
+    /// </summary>
+    internal static Dictionary<string, string> NodesWithOverlappingNetworks(WriteContext ctx, string project, string networkName)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (Find(ctx.Connection, ctx.Transaction, project, networkName) is not { } network) return result;
+        var subnet = Cidr.Parse(network.Subnet);
+        var others = ctx.Connection.Query<(string NodeId, string Subnet)>(
+            """
+            SELECT DISTINCT i.node_id, n.subnet FROM network_addresses a JOIN networks n ON n.id = a.network_id
+            JOIN instances i ON i.id = a.instance_id WHERE n.id != @Id AND i.node_id IS NOT NULL
+            """, new { network.Id }, ctx.Transaction);
+        foreach (var (nodeId, other) in others)
+        {
+            if (Cidr.Parse(other).Overlaps(subnet))
+                result[nodeId] = $"it hosts another network whose subnet ({other}) overlaps {network.Subnet}";
+        }
+        return result;
+    }
+
     /// <summary>Releases every address an instance holds (its delete).</summary>
     internal static void Release(WriteContext ctx, string instanceId) =>
         ctx.Connection.Execute("DELETE FROM network_addresses WHERE instance_id = @instanceId", new { instanceId }, ctx.Transaction);

@@ -16,7 +16,9 @@ public sealed record SchedulerOptions
     public string Weigher { get; init; } = "spread";
 }
 
-public sealed record PlacementRequest(int Cpus, long MemoryBytes, string? PinnedNode, IReadOnlyDictionary<string, string>? NodeSelector);
+/// <param name="Excluded">Nodes the caller already knows cannot take this instance, by node id, with the reason.</param>
+public sealed record PlacementRequest(int Cpus, long MemoryBytes, string? PinnedNode, IReadOnlyDictionary<string, string>? NodeSelector,
+    IReadOnlyDictionary<string, string>? Excluded = null);
 
 public sealed class NoCapacityException(IReadOnlyDictionary<string, string> rejections)
     : Exception("no node can host this instance")
@@ -191,6 +193,7 @@ public sealed class Scheduler(IOptions<SchedulerOptions> options)
         if (r.PinnedNode is not null && n.Name != r.PinnedNode)
             return $"not the requested node '{r.PinnedNode}'";
         if (n.State == NodeStates.Down) return "node is down (no heartbeat)";
+        if (r.Excluded is not null && r.Excluded.TryGetValue(n.Id, out var excluded)) return excluded;
         if (n.State == NodeStates.Draining) return "node is draining";
         if (r.NodeSelector is not null)
         {

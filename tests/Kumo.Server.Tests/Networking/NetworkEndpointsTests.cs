@@ -209,6 +209,33 @@ public sealed class NetworkEndpointsTests : ServerWithNode
     }
 
     [Fact]
+    public async Task OverlappingSubnetsOfTwoProjects_AreNeverPlacedOnOneNode()
+    {
+        await Server.AddProjectAsync("lab");
+        (await PostAsync(new NetworksPost { Name = "lan", Subnet = "10.42.0.0/24" })).EnsureSuccessStatusCode();
+        (await PostAsync(new NetworksPost { Name = "lan", Subnet = "10.42.0.0/25" }, "lab")).EnsureSuccessStatusCode();
+        await WaitAsync(await CreateInstanceAsync("a", "lan"));
+
+        // One node, already hosting the overlapping network: refused, saying why.
+        using (var refused = await Server.Client.PostAsync("/api/v1/instances?project=lab",
+            JsonContent.Create(new InstancesPost { Name = "b", Memory = "64M", Network = "lan", Stopped = true }, options: Problems.Json)))
+        {
+            var problem = await refused.AssertProblemAsync(HttpStatusCode.Conflict, ProblemTypes.NoCapacity);
+            Assert.Contains("overlaps 10.42.0.0/25", problem.Detail, StringComparison.Ordinal);
+        }
+        Assert.Equal(1, await Server.CountInstancesAsync());
+
+        // With a second node the scheduler puts it there.
+        await Server.AddNodeAsync("node-b");
+        using var placed = await Server.Client.PostAsync("/api/v1/instances?project=lab",
+            JsonContent.Create(new InstancesPost { Name = "b", Memory = "64M", Network = "lan", Stopped = true }, options: Problems.Json));
+        // Placement is part of the create write; node-b has no agent, so the operation itself stays open.
+        Assert.Equal(HttpStatusCode.Accepted, placed.StatusCode);
+        var b = (await Server.Client.GetFromJsonAsync<Instance>("/api/v1/instances/b?project=lab", Problems.Json))!;
+        Assert.Equal("node-b", b.Node);
+    }
+
+    [Fact]
     public async Task Get_UnknownNetwork_Returns404()
     {
         await (await Server.Client.GetAsync("/api/v1/networks/nope")).AssertProblemAsync(HttpStatusCode.NotFound, ProblemTypes.NotFound);
