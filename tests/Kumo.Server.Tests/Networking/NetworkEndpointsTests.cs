@@ -247,23 +247,4 @@ public sealed class NetworkEndpointsTests : ServerWithNode
 
     private async Task<List<Network>> ListAsync(string? project = null) =>
         (await Server.Client.GetFromJsonAsync<List<Network>>(project is null ? "/api/v1/networks" : $"/api/v1/networks?project={project}", Problems.Json))!;
-
-    private async Task<Operation> CreateInstanceAsync(string name, string network)
-    {
-        using var response = await Server.CreateAsync(new InstancesPost { Name = name, Memory = "64M", Network = network, Stopped = true });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
-        return (await response.Content.ReadFromJsonAsync<Operation>(Problems.Json))!;
-    }
-
-    private async Task<Operation> WaitAsync(Operation op)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(1);
-        while (!OperationStatuses.IsFinal(op.Status) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-            op = (await Server.Client.GetFromJsonAsync<Operation>($"/api/v1/operations/{op.Id}", Problems.Json))!;
-        }
-        Assert.Equal(OperationStatuses.Succeeded, op.Status);
-        return op;
-    }
 }
