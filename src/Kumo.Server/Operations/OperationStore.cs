@@ -103,7 +103,8 @@ public sealed class OperationStore(Database db, OperationHub hub, TimeProvider t
                 Finish(ctx, op, OperationStatuses.Succeeded, message ?? state, null);
             else if (state == InstanceStates.Error && !gone)
                 Finish(ctx, op, OperationStatuses.Failed, message, message ?? "the instance went into error");
-            else if (message is not null && message != op.Message)
+            // A migration's progress comes from both of its nodes and is written by the migration service alone.
+            else if (message is not null && message != op.Message && op.Expect?.StartsWith("migrate:", StringComparison.Ordinal) != true)
                 Progress(ctx, op, message);
         }
     }

@@ -31,7 +31,7 @@ public sealed class MigrationNodes : IAsyncLifetime
 
 /// <summary>Live migration of real TCG guests between two agents on this machine.</summary>
 [Trait("Category", "Slow")]
-public sealed class MigrationTests(MigrationNodes fixture) : IClassFixture<MigrationNodes>, IAsyncLifetime
+public sealed class MigrationTests(MigrationNodes fixture, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<MigrationNodes>, IAsyncLifetime
 {
     private static readonly TimeSpan Answer = TimeSpan.FromSeconds(30);
 
@@ -75,6 +75,8 @@ public sealed class MigrationTests(MigrationNodes fixture) : IClassFixture<Migra
         var cli = await Env.CliAsync("vm", "migrate", "mig1", "--to", "n2");
 
         Assert.True(cli.ExitCode == 0, $"{cli.Err}\n{Env.Diagnostics()}");
+        // The CLI's progress lines and QEMU's timings, for the record.
+        output.WriteLine(cli.Out + cli.Err);
         Assert.Contains("migrated from n1 to n2", cli.Out);
         var moved = await ApiClient.EventuallyAsync(() => Env.Api.GetAsync("mig1"), i => i!.Node == "n2" && i.State == InstanceStates.Running,
             TimeSpan.FromSeconds(60), "mig1 running on n2");
