@@ -72,7 +72,10 @@ public static class NetworkHost
         return packets;
     }
 
-    /// <summary>Removes whatever an agent left (after a failed test): dnsmasq, taps are gone with QEMU, bridges, its table.</summary>
+    /// <summary>
+    /// Removes whatever an agent left when a test ends without deleting its VMs: dnsmasq, the taps (persistent tap
+    /// devices outlive QEMU), bridges, its table.
+    /// </summary>
     public static async Task CleanUpAsync(string agentStateDir, string? table)
     {
         foreach (var pid in Dnsmasq(agentStateDir))
@@ -86,7 +89,12 @@ public static class NetworkHost
             }
         }
         foreach (var (_, bridge) in Recorded(agentStateDir))
+        {
+            var ports = $"/sys/class/net/{bridge}/brif";
+            foreach (var tap in Directory.Exists(ports) ? Directory.GetFileSystemEntries(ports).Select(Path.GetFileName) : [])
+                await RunAsync("ip", "link", "del", tap!);
             await RunAsync("ip", "link", "del", bridge);
+        }
         if (table is not null) await RunAsync("nft", "delete", "table", "inet", table);
     }
 }

@@ -28,10 +28,16 @@ public sealed class PortForwardTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await _outside.DisposeAsync();
-        await NetworkHost.CleanUpAsync(AgentDir, _table);
-        await _env.DisposeAsync();
-        if (Directory.Exists(_www)) Directory.Delete(_www, recursive: true);
+        try
+        {
+            await _outside.DisposeAsync();
+            await NetworkHost.CleanUpAsync(AgentDir, _table);
+        }
+        finally
+        {
+            await _env.DisposeAsync();
+            if (Directory.Exists(_www)) Directory.Delete(_www, recursive: true);
+        }
     }
 
     [Fact]

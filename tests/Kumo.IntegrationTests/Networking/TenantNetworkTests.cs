@@ -22,8 +22,14 @@ public sealed class TenantNetworkTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await NetworkHost.CleanUpAsync(AgentDir, _table);
-        await _env.DisposeAsync();
+        try
+        {
+            await NetworkHost.CleanUpAsync(AgentDir, _table);
+        }
+        finally
+        {
+            await _env.DisposeAsync();
+        }
     }
 
     [Fact]
