@@ -32,7 +32,7 @@ internal static class PortForwardEndpoints
             return TypedResults.Created($"/api/v1/instances/{name}/port-forwards/{forward.PublicPort}?protocol={forward.Protocol}", forward);
         }).Accepts<PortForwardsPost>("application/json").Produces<PortForward>(201).Requires("port-forward", "create");
 
-        g.MapDelete("/{publicPort:int}", async (PortForwardService s, ProjectService p, HttpContext http, string name, int publicPort, string? protocol,
+        g.MapDelete("/{publicPort}", async (PortForwardService s, ProjectService p, HttpContext http, string name, int publicPort, string? protocol,
             string? project, CancellationToken ct) =>
         {
             var caller = Caller.Of(http);
