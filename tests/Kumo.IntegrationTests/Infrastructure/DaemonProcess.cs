@@ -104,6 +104,24 @@ public sealed class DaemonProcess : IDisposable
         _process.Dispose();
     }
 
+    /// <summary>
+    /// Distinct free ports: every listener stays open until all are picked, because a port released by one
+    /// <see cref="FreePort"/> call can be handed out again by the next (kumod then fails with "address already in use").
+    /// </summary>
+    public static int[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            listeners.ForEach(l => l.Start());
+            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+        }
+        finally
+        {
+            listeners.ForEach(l => l.Dispose());
+        }
+    }
+
     public static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);

@@ -22,9 +22,8 @@ public sealed class KumoEnvironment : IAsyncDisposable
         ImagesDir = imagesDir;
         StateDir = Path.Combine(Path.GetTempPath(), "kumo-it-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(StateDir);
-        ApiPort = DaemonProcess.FreePort();
-        AgentPort = DaemonProcess.FreePort();
-        ProxyPort = DaemonProcess.FreePort();
+        var ports = DaemonProcess.FreePorts(3);
+        (ApiPort, AgentPort, ProxyPort) = (ports[0], ports[1], ports[2]);
         _insecureHttp = serverArgs.Contains("--insecure-http");
         var ca = Array.IndexOf(serverArgs, "--tls-ca");
         _suppliedCa = ca >= 0 ? serverArgs[ca + 1] : null;

@@ -99,10 +99,12 @@ public sealed class ImageBootTests(LocalKumo fixture) : IClassFixture<LocalKumo>
             var instanceDir = Path.Combine(Env.LocalInstancesDir, vm.Id);
             var pid = Assert.Single(Repo.QemuPids(instanceDir));
             var cmdline = (await File.ReadAllTextAsync($"/proc/{pid}/cmdline")).Split('\0');
+            // No kernel or initrd from Kumo, yet the tiny system booted: its own disk's bootloader (SYSLINUX) loaded it.
+            // The SYSLINUX banner itself is not asserted: the console log starts when the agent attaches to the
+            // serial socket, which on a loaded machine can be after the bootloader printed it.
             Assert.DoesNotContain("-kernel", cmdline);
-            // SYSLINUX itself printed to the serial console: the guest booted from its own disk's bootloader.
+            Assert.DoesNotContain("-initrd", cmdline);
             var console = await File.ReadAllTextAsync(Path.Combine(instanceDir, "console.log"));
-            Assert.Contains("SYSLINUX", console);
             Assert.Contains("kumo tiny: booted", console);
         }
 
