@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Kumo.Core;
+using Kumo.IntegrationTests.Infrastructure;
 
 namespace Kumo.IntegrationTests.Networking;
 
@@ -96,5 +98,22 @@ public static class NetworkHost
             await RunAsync("ip", "link", "del", bridge);
         }
         if (table is not null) await RunAsync("nft", "delete", "table", "inet", table);
+    }
+
+    /// <summary>The agent's nftables table for a node (the agent names it after a hash of the node id).</summary>
+    public static string TableOf(string nodeId) =>
+        "kumo_" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(nodeId)))[..10];
+
+    /// <summary>Runs a shell command in a local guest through its serial console.</summary>
+    public static Task<string> GuestRunAsync(KumoEnvironment env, Instance vm, string command) =>
+        SerialConsole.RunAsync(Path.Combine(env.LocalInstancesDir, vm.Id, "serial.sock"), command, TimeSpan.FromSeconds(60));
+
+    /// <summary>Waits until the guest's eth0 carries the address kumod's IPAM gave its first NIC (DHCP done).</summary>
+    public static async Task WaitForAddressAsync(KumoEnvironment env, Instance vm)
+    {
+        var want = $"inet {vm.Nics[0].Address}/24";
+        var last = "";
+        await KumoEnvironment.WaitUntilAsync(async () => (last = await GuestRunAsync(env, vm, "ip -4 addr show eth0")).Contains(want, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(90), $"{vm.Name} to get {vm.Nics[0].Address} by DHCP (last: {last})");
     }
 }

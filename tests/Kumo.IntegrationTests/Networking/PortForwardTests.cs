@@ -1,6 +1,4 @@
 using System.Net.Http.Json;
-using System.Security.Cryptography;
-using System.Text;
 using Kumo.Core;
 using Kumo.IntegrationTests.Infrastructure;
 
@@ -44,7 +42,7 @@ public sealed class PortForwardTests : IAsyncLifetime
     public async Task ForwardReachesTheGuestFromOutside_UntilRemoved_AndNatLetsOnlyTheNatNetworkOut()
     {
         var node = (await _env.Api.NodesAsync()).Single(n => n.Name == "local");
-        _table = "kumo_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(node.Id)))[..10];
+        _table = NetworkHost.TableOf(node.Id);
         await CreateNetworkAsync(new NetworksPost { Name = "lan", Subnet = "10.215.0.0/24", Nat = true });
         await CreateNetworkAsync(new NetworksPost { Name = "closed", Subnet = "10.216.0.0/24" });
         foreach (var (vm, network) in new[] { ("web", "lan"), ("shut", "closed") })
@@ -54,12 +52,12 @@ public sealed class PortForwardTests : IAsyncLifetime
         }
         var web = (await _env.Api.GetAsync("web"))!;
         var shut = (await _env.Api.GetAsync("shut"))!;
-        await WaitForAddressAsync(web);
-        await WaitForAddressAsync(shut);
+        await NetworkHost.WaitForAddressAsync(_env, web);
+        await NetworkHost.WaitForAddressAsync(_env, shut);
 
         // A service in the guest with a token only this run knows.
         var token = Guid.NewGuid().ToString("N");
-        await RunAsync(web, $"mkdir -p /tmp/www && echo {token} > /tmp/www/t && httpd -p 8080 -h /tmp/www && echo started");
+        await NetworkHost.GuestRunAsync(_env, web, $"mkdir -p /tmp/www && echo {token} > /tmp/www/t && httpd -p 8080 -h /tmp/www && echo started");
 
         var add = await _env.CliAsync("port-forward", "add", "web", "--public", "2222", "--to", "8080");
         Assert.True(add.ExitCode == 0, add.Err);
@@ -79,9 +77,9 @@ public sealed class PortForwardTests : IAsyncLifetime
         _outside.Start("busybox", "httpd", "-f", "-p", $"{OutsideNamespace.Address}:8081", "-h", _www);
         // busybox-static's wget segfaults on Debian 12 (even on loopback); nc speaks the HTTP request instead.
         var fetch = $"printf 'GET /t HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {OutsideNamespace.Address} 8081";
-        await KumoEnvironment.WaitUntilAsync(async () => (last = await RunAsync(web, fetch)).Contains(outsideToken, StringComparison.Ordinal),
+        await KumoEnvironment.WaitUntilAsync(async () => (last = await NetworkHost.GuestRunAsync(_env, web, fetch)).Contains(outsideToken, StringComparison.Ordinal),
             TimeSpan.FromSeconds(60), $"the NAT guest to fetch {outsideToken} from the outside (guest token {token}; last: {last.ReplaceLineEndings("|")})");
-        var closed = await RunAsync(shut, $"ip route add default via 10.216.0.1; {fetch}; echo exit=$?");
+        var closed = await NetworkHost.GuestRunAsync(_env, shut, $"ip route add default via 10.216.0.1; {fetch}; echo exit=$?");
         Assert.DoesNotContain(outsideToken, closed, StringComparison.Ordinal);
         Assert.Contains("exit=1", closed, StringComparison.Ordinal);
 
@@ -102,16 +100,5 @@ public sealed class PortForwardTests : IAsyncLifetime
     {
         using var r = await _env.Api.Http.PostAsJsonAsync("/api/v1/networks", body, ApiClient.Json);
         Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
-    }
-
-    private Task<string> RunAsync(Instance vm, string command) =>
-        SerialConsole.RunAsync(Path.Combine(_env.LocalInstancesDir, vm.Id, "serial.sock"), command, TimeSpan.FromSeconds(60));
-
-    private async Task WaitForAddressAsync(Instance vm)
-    {
-        var want = $"inet {vm.Nics[0].Address}/24";
-        var last = "";
-        await KumoEnvironment.WaitUntilAsync(async () => (last = await RunAsync(vm, "ip -4 addr show eth0")).Contains(want, StringComparison.Ordinal),
-            TimeSpan.FromSeconds(90), $"{vm.Name} to get {vm.Nics[0].Address} by DHCP (last: {last})");
     }
 }

@@ -36,7 +36,7 @@ public sealed class TenantNetworkTests : IAsyncLifetime
     public async Task GuestsOnOneNetwork_ReachEachOtherByName_OtherProjectIsDropped_AndDeleteLeavesNothing()
     {
         var node = (await _env.Api.NodesAsync()).Single(n => n.Name == "local");
-        _table = "kumo_" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(node.Id)))[..10];
+        _table = NetworkHost.TableOf(node.Id);
         using (var p = await _env.Api.Http.PostAsJsonAsync("/api/v1/projects", new ProjectsPost { Name = "other" }))
             p.EnsureSuccessStatusCode();
         await CreateNetworkAsync(null, new NetworksPost { Name = "lan", Subnet = "10.213.0.0/24", DnsDomain = "lab.internal" });
@@ -57,18 +57,18 @@ public sealed class TenantNetworkTests : IAsyncLifetime
 
         // DHCP: each guest gets exactly the address kumod's IPAM gave it.
         foreach (var vm in new[] { a, b, cVm })
-            await WaitForAddressAsync(vm);
+            await NetworkHost.WaitForAddressAsync(_env, vm);
 
-        var byName = await RunAsync(a, "ping -c 2 -W 5 b; ping -c 1 -W 5 b.lab.internal");
+        var byName = await NetworkHost.GuestRunAsync(_env, a, "ping -c 2 -W 5 b; ping -c 1 -W 5 b.lab.internal");
         Assert.Contains($"PING b ({b.Nics[0].Address})", byName, StringComparison.Ordinal);
         Assert.Contains($"PING b.lab.internal ({b.Nics[0].Address})", byName, StringComparison.Ordinal);
         Assert.True(!byName.Contains("100% packet loss", StringComparison.Ordinal) && byName.Contains(" 0% packet loss", StringComparison.Ordinal), byName);
 
         // The other project's guest cannot resolve the names (its dnsmasq knows only its own network) ...
-        Assert.DoesNotContain(a.Nics[0].Address, await RunAsync(cVm, "nslookup a 10.214.0.1 2>&1; nslookup a.lab.internal 10.214.0.1 2>&1"), StringComparison.Ordinal);
+        Assert.DoesNotContain(a.Nics[0].Address, await NetworkHost.GuestRunAsync(_env, cVm, "nslookup a 10.214.0.1 2>&1; nslookup a.lab.internal 10.214.0.1 2>&1"), StringComparison.Ordinal);
         // ... and packets it routes at them through the node are dropped by the isolation rule, counted by nftables.
         var before = await NetworkHost.CounterAsync(_table, "kumo-isolate");
-        var routed = await RunAsync(cVm, $"ip route add 10.213.0.0/24 via 10.214.0.1; ping -c 3 -W 1 {a.Nics[0].Address}");
+        var routed = await NetworkHost.GuestRunAsync(_env, cVm, $"ip route add 10.213.0.0/24 via 10.214.0.1; ping -c 3 -W 1 {a.Nics[0].Address}");
         Assert.Contains("100% packet loss", routed, StringComparison.Ordinal);
         var counted = await NetworkHost.CounterAsync(_table, "kumo-isolate") - before;
         // At least one of the pings reached the isolation rule and was dropped there (under TCG not every echo the
@@ -124,17 +124,5 @@ public sealed class TenantNetworkTests : IAsyncLifetime
         Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
         var op = await _env.Api.WaitAsync((await r.Content.ReadFromJsonAsync<Operation>(ApiClient.Json))!);
         Assert.True(op.Status == OperationStatuses.Succeeded, $"delete {name}: {op.Error}");
-    }
-
-    private string Serial(Instance vm) => Path.Combine(_env.LocalInstancesDir, vm.Id, "serial.sock");
-
-    private Task<string> RunAsync(Instance vm, string command) => SerialConsole.RunAsync(Serial(vm), command, TimeSpan.FromSeconds(60));
-
-    private async Task WaitForAddressAsync(Instance vm)
-    {
-        var want = $"inet {vm.Nics[0].Address}/24";
-        var last = "";
-        await KumoEnvironment.WaitUntilAsync(async () => (last = await RunAsync(vm, "ip -4 addr show eth0")).Contains(want, StringComparison.Ordinal),
-            TimeSpan.FromSeconds(90), $"{vm.Name} to get {vm.Nics[0].Address} by DHCP (last: {last})");
     }
 }
