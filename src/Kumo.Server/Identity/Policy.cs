@@ -44,6 +44,7 @@ public static class Policy
         [("image", "import")] = Access.User,
         [("image", "export")] = Access.User,
         [("image", "delete")] = Access.User,
+        [("image", "build")] = Access.User,
         [("instance", "list")] = Access.User,
         [("instance", "get")] = Access.User,
         [("instance", "create")] = Access.User,
