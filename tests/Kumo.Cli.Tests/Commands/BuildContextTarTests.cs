@@ -30,19 +30,22 @@ public sealed class BuildContextTarTests : IDisposable
     public async Task Pack_LeavesOutWhatDockerignoreNames_AndTakesBackNegatedPaths()
     {
         Write("Dockerfile");
+        Write("README.md");
         Write("app/main.sh");
-        Write("app/debug.log");
+        Write("app/notes.md");
         Write("logs/a.log");
         Write("logs/keep.log");
         Write("deep/x/y/z.tmp");
-        Write(".dockerignore", "# comment\n*.log\n!logs/keep.log\n**/*.tmp\n/logs\n!logs/keep.log\n");
+        Write(".dockerignore", "# comment\n*.md\n**/*.tmp\n/logs\n!logs/keep.log\n");
 
         var names = await PackAsync();
 
         Assert.Contains("Dockerfile", names);
         Assert.Contains("app/main.sh", names);
         Assert.Contains("logs/keep.log", names);
-        Assert.DoesNotContain("app/debug.log", names);
+        // As in Docker, '*.md' is a pattern for the top level only; '**/' reaches any depth.
+        Assert.Contains("app/notes.md", names);
+        Assert.DoesNotContain("README.md", names);
         Assert.DoesNotContain("logs/a.log", names);
         Assert.DoesNotContain("deep/x/y/z.tmp", names);
     }
