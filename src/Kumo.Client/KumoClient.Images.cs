@@ -61,6 +61,13 @@ public sealed partial class KumoClient
         }
     }
 
+    /// <summary>Starts building a base image from a distribution's mirror (admins); follow the returned operation.</summary>
+    public Task<Operation> BuildBaseImageAsync(ImagesBuildBasePost post, CancellationToken cancellationToken = default) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, "api/v1/images/build-base")
+        {
+            Content = System.Net.Http.Json.JsonContent.Create(post, options: JsonOptions),
+        }, ReadJsonAsync<Operation>, cancellationToken);
+
     /// <summary>Removes an image of the project; kumod refuses built-ins and images that instances were made from.</summary>
     public Task DeleteImageAsync(string name, CancellationToken cancellationToken = default) => DeleteImageAsync(name, null, cancellationToken);
 

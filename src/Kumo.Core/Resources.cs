@@ -51,6 +51,16 @@ public sealed record Image
     public DateTimeOffset CreatedAt { get; init; }
 }
 
+/// <summary>Body of POST /images/build-base: a base image Kumo builds itself from a distribution's package mirror.</summary>
+public sealed record ImagesBuildBasePost
+{
+    /// <summary>Which distribution; Kumo builds "debian" (Debian 12 from the Debian mirror).</summary>
+    public string? Distro { get; init; }
+
+    /// <summary>vm (a bootable qcow2 with cloud-init) or container (a rootfs imported into each node's engine).</summary>
+    public string? Type { get; init; }
+}
+
 public sealed record Instance
 {
     public required string Id { get; init; }

@@ -33,6 +33,8 @@ public static class DaemonCommand
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
+        var imageCache = new Option<string?>("--image-cache") { Description = "Where built base images (kumo image build-base) are cached, keyed by the build script (default STATE/images/.base-cache)" };
+        var debianMirror = new Option<string?>("--debian-mirror") { Description = "Debian mirror base images are built from (default http://deb.debian.org/debian)" };
         var forwardRange = new Option<string>("--port-forward-range") { Description = "Node ports users may forward to their VMs (kumo port-forward), FIRST-LAST", DefaultValueFactory = _ => "2000-9999" };
         var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
         var migrationPorts = new Option<string>("--migration-ports") { Description = "Ports target QEMUs listen on for live migrations (kumo vm migrate), FIRST-LAST", DefaultValueFactory = _ => "21500-21599" };
@@ -56,7 +58,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, proxyListen, proxyDomain, forwardRange })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -151,8 +153,13 @@ public static class DaemonCommand
                 Proxy = new Kumo.Server.Proxy.ProxyOptions { Endpoint = proxy, Domain = domain.ToLowerInvariant() },
                 Defaults = new Kumo.Server.Instances.InstanceDefaults { ContainerMemoryBytes = ctMemory, PortPoolFirst = poolFirst, PortPoolLast = poolLast },
                 Ldap = ldap,
-                Images = new Kumo.Server.Images.ImageOptions { MaxBuildContextBytes = contextMax },
                 StateDir = state,
+                Images = new Kumo.Server.Images.ImageOptions
+                {
+                    BuildCacheDir = parse.GetValue(imageCache) is { } cache ? Path.GetFullPath(cache) : null,
+                    DebianMirror = parse.GetValue(debianMirror),
+                    MaxBuildContextBytes = contextMax,
+                },
                 Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
                 PortForwards = new Kumo.Server.Networking.PortForwardOptions { First = forwards.First, Last = forwards.Last },
                 Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },

@@ -140,6 +140,7 @@ public static partial class KumoServer
         s.AddSingleton(new ImageStorage(options.StateDir));
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Images));
         s.AddSingleton<ImageImporter>();
+        s.AddSingleton<BaseImageBuilder>();
         s.AddSingleton<ImageExport>();
         s.AddSingleton<JoinTokens>();
         s.AddSingleton<NodeCertificates>();

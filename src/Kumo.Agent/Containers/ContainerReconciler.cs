@@ -299,6 +299,11 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
             _busyboxReady = true;
             return BaseImages.BusyboxReference;
         }
+        if (image == "debian")
+        {
+            await BaseImages.EnsureDebianAsync(engine, ct);
+            return BaseImages.DebianReference;
+        }
         var reference = $"localhost/{image}:latest";
         var exists = await engine.PodmanAsync(["image", "exists", reference], ct);
         return exists.ExitCode == 0 ? reference : throw new InvalidOperationException($"image '{image}' is not on this node");

@@ -51,6 +51,12 @@ internal static class ResourceEndpoints
             return TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
         }).Accepts<Stream>("application/octet-stream").Produces<Operation>(202).Requires("image", "import");
 
+        g.MapPost("/build-base", async (BaseImageBuilder builder, HttpContext http, ImagesBuildBasePost? body, CancellationToken ct) =>
+        {
+            var op = await builder.BuildAsync(Caller.Of(http), body, ct);
+            return TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
+        }).Produces<Operation>(202).Requires("image", "build-base");
+
         g.MapGet("/{name}/content", async (ImageExport export, ProjectService p, HttpContext http, string name, string? format, string? project,
             CancellationToken ct) =>
             await export.WriteAsync(http, await p.ResolveAsync(Caller.Of(http), project, ct), name, format, ct))
