@@ -16,6 +16,7 @@ public sealed class AgentCommandLine
     public Option<string> Accel { get; } = new("--accel") { Description = "auto (probe KVM, fall back to TCG), kvm or tcg", DefaultValueFactory = _ => "auto" };
     public Option<string[]> Labels { get; } = new("--label") { Description = "Node label KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
+    public Option<double?> ReadyTimeout { get; } = new("--ready-timeout-seconds") { Description = "How long a booting guest may take to signal readiness before it is in error (default 600; a Debian boot under TCG takes minutes)" };
     public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
     public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
@@ -27,7 +28,7 @@ public sealed class AgentCommandLine
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress })
             command.Options.Add(o);
     }
 
@@ -99,6 +100,7 @@ public sealed class AgentCommandLine
             Labels = labels,
             UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
+            ReadyTimeout = r.GetValue(ReadyTimeout) is { } rt ? TimeSpan.FromSeconds(rt) : TimeSpan.FromSeconds(600),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
             MigrationBandwidth = bandwidth,
             VxlanAddress = vxlan,

@@ -41,7 +41,7 @@ public sealed record AgentOptions
     public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How long a booting guest has to signal readiness before the instance goes to error.</summary>
-    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(180);
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(600);
 
     /// <summary>For images with readiness 'timeout': they count as ready this long after launch.</summary>
     public TimeSpan ReadyDelay { get; init; } = TimeSpan.FromSeconds(20);

@@ -317,7 +317,12 @@ internal static class Migrations
         );
         CREATE INDEX port_forwards_instance ON port_forwards (instance_id);
         """,
-        // 15: VXLAN between agents: a node's underlay address (NULL: VXLAN disabled there) and one VNI per network,
+        // 15: container images built with kumo ct build live in one node's engine: the node they were built on (null for
+        // the catalogue's other images). Instances of such an image are placed on that node.
+        """
+        ALTER TABLE images ADD COLUMN node_id TEXT;
+        """,
+        // 16: VXLAN between agents: a node's underlay address (NULL: VXLAN disabled there) and one VNI per network,
         // unique; existing networks get VNIs above 4095 in creation order. The counter remembers the last VNI handed
         // out, so a deleted network's VNI is not given to the next one.
         """
