@@ -43,7 +43,8 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
         var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers);
-        var containerSessions = new Containers.ContainerSessions(engine, loggers.CreateLogger<Containers.ContainerSessions>());
+        var containerSessions = new Containers.ContainerSessions(engine,
+            new Containers.ContainerBuilds(engine, loggers.CreateLogger<Containers.ContainerBuilds>()), loggers.CreateLogger<Containers.ContainerSessions>());
         var sessions = new ConsoleSessions(consoles, containerSessions, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);

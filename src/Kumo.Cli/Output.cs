@@ -186,6 +186,7 @@ internal sealed partial class Output
         ("Stored", i.SizeBytes is { } s ? Size(s) : null),
         ("Imported from", i.SourceFormat),
         ("SHA-256", i.Sha256),
+        ("Node", i.Node),
         ("Created", Time(i.CreatedAt)),
         ("Id", i.Id));
 

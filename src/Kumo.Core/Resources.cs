@@ -45,6 +45,9 @@ public sealed record Image
     /// <summary>What the upload was, as detected from its content: qcow2, raw, vmdk, vpc (VHD), vhdx, box, ova.</summary>
     public string? SourceFormat { get; init; }
 
+    /// <summary>For container images built with kumo ct build: the node whose engine holds it (its containers run there).</summary>
+    public string? Node { get; init; }
+
     public DateTimeOffset CreatedAt { get; init; }
 }
 

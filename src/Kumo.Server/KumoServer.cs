@@ -136,6 +136,7 @@ public static partial class KumoServer
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
+        s.AddSingleton<ContainerImageBuilds>();
         s.AddSingleton(new ImageStorage(options.StateDir));
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Images));
         s.AddSingleton<ImageImporter>();

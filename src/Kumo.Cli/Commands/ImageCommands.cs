@@ -147,13 +147,15 @@ internal static class ImageCommands
     private static Command RemoveCommand(CliContext cli)
     {
         var name = new Argument<string>("NAME") { Description = "Image name" };
-        var rm = new Command("rm", "Remove an image (refused for built-in images and while instances use it)") { name };
+        var type = new Option<string?>("--type") { Description = "Only an image of this type (a vm and a container image may share a name)", HelpName = "TYPE" };
+        type.AcceptOnlyFromAmong(Kumo.Core.InstanceTypes.Vm, Kumo.Core.InstanceTypes.Container);
+        var rm = new Command("rm", "Remove an image (refused for built-in images and while instances use it; a built container image also leaves its node)") { name, type };
         rm.Aliases.Add("delete");
-        cli.Examples(rm, "kumo image rm mybox");
+        cli.Examples(rm, "kumo image rm mybox", "kumo image rm myapp --type container");
         cli.SetAction(rm, async run =>
         {
             var imageName = Check.Name(run.Get(name), "image name");
-            await run.Client.DeleteImageAsync(imageName, run.Cancellation);
+            await run.Client.DeleteImageAsync(imageName, run.Get(type), run.Cancellation);
             run.Output.Write(new { image = imageName, removed = true }, o => Output.Line($"image {o.image} removed"));
             return KumoCli.Ok;
         });

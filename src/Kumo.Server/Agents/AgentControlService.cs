@@ -199,12 +199,14 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort, string? Container, string Project, string? Owner)>(
+            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort, string? Container, string Project, string? Owner,
+            string? BuiltImageId)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port, i.container, i.project, u.name
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port, i.container, i.project, u.name,
+                   (SELECT b.id FROM images b WHERE b.id = i.image_id AND b.node_id IS NOT NULL)
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
                 LEFT JOIN debug_ports d ON d.instance_id = i.id
                 LEFT JOIN users u ON u.id = i.owner_id
@@ -236,6 +238,7 @@ public sealed class AgentControlService(
                 DebugEndpoint = r.DebugPort is { } port ? debug.EndpointOf(port) : "",
                 Project = r.Project,
                 Owner = r.Owner ?? "",
+                ContainerImage = r.BuiltImageId is { } built ? ContainerImageBuilds.EngineReference(built) : "",
             };
             if (Json.Container(r.Container) is { } spec)
             {

@@ -69,6 +69,15 @@ public sealed class InstanceService(
         if (image.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
         if ((req.SshKeys.Count > 0 || req.Password is not null) && image.Sha256 is null)
             throw ProblemException.Validation("sshKeys", $"image '{image.Name}' has no cloud-init: SSH keys and passwords need an imported or built image");
+        // A built container image lives in one node's engine: its containers run there.
+        if (image.NodeId is { } imageNode)
+        {
+            var nodeName = await db.ReadAsync(c => c.QuerySingleOrDefault<string?>("SELECT name FROM nodes WHERE id = @imageNode", new { imageNode }), ct)
+                ?? throw ProblemException.Validation("image", $"image '{image.Name}' was built on a node that was removed; build it again");
+            if (req.Node is not null && req.Node != nodeName)
+                throw ProblemException.Validation("node", $"image '{image.Name}' was built on node {nodeName}; its containers run there (leave --node out)");
+            req = req with { Node = nodeName };
+        }
         var passwordHash = req.Password is null ? null : await PasswordCrypt.HashAsync(req.Password, ct);
         if (req.Node is not null && !scheduler.HasNode(req.Node))
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");

@@ -317,6 +317,11 @@ internal static class Migrations
         );
         CREATE INDEX port_forwards_instance ON port_forwards (instance_id);
         """,
+        // 15: container images built with kumo ct build live in one node's engine: the node they were built on (null for
+        // the catalogue's other images). Instances of such an image are placed on that node.
+        """
+        ALTER TABLE images ADD COLUMN node_id TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;
