@@ -133,7 +133,7 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
     }
 
     [Fact]
-    public async Task BuildBaseDebianContainer_RunsARealDebianUserland()
+    public async Task BuildBaseDebianContainer_RunsARealDebianUserland_AndFromDebianBuildsOffline()
     {
         var build = await Kumo("image", "build-base", "debian", "--type", "container");
         Ok(build);
@@ -147,6 +147,17 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
             TimeSpan.FromMinutes(10), "deb1 to print /etc/debian_version");
         output.WriteLine($"first debian container on a node (rootfs build + run): {clock.Elapsed.TotalSeconds:0} s; {logs.Trim()}");
         Ok(await Kumo("ct", "rm", "deb1", "--force"));
+
+        // FROM debian builds offline on the node, and the result runs.
+        var dir = Path.Combine(Env.StateDir, "debapp");
+        Directory.CreateDirectory(dir);
+        await File.WriteAllTextAsync(Path.Combine(dir, "Containerfile"),
+            "FROM debian\nRUN cp /etc/debian_version /built-from-debian\nCMD [\"cat\", \"/built-from-debian\"]\n");
+        Ok(await Kumo("ct", "build", dir, "-t", "debapp"));
+        Ok(await Kumo("ct", "run", "deb2", "--image", "debapp", "--no-wait"));
+        await ApiClient.EventuallyAsync(async () => (await Kumo("ct", "logs", "deb2")).Out, l => Regex.IsMatch(l, @"^12\.\d+", RegexOptions.Multiline),
+            TimeSpan.FromMinutes(3), "deb2 (built FROM debian) to print the version copied at build time");
+        Ok(await Kumo("ct", "rm", "deb2", "--force"));
     }
 
     [Fact]
