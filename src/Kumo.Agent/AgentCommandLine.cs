@@ -21,13 +21,14 @@ public sealed class AgentCommandLine
 
     public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
     public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
+    public Option<string> VxlanAddress { get; } = new("--vxlan-address") { Description = "This node's underlay IPv4 address: networks span nodes by VXLAN (UDP 4789) between these addresses (default: off, networks stay on one node)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
     public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
     public Option<string> CaFile { get; } = new("--ca") { Description = "kumod's CA certificate (PEM), instead of --ca-fingerprint" };
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress })
             command.Options.Add(o);
     }
 
@@ -78,6 +79,8 @@ public sealed class AgentCommandLine
             if (!ByteSize.TryParse(b, out var bytes, out var err) || bytes < 1) return (null, $"--migration-bandwidth: {err ?? "must be positive"}");
             bandwidth = bytes;
         }
+        var vxlan = r.GetValue(VxlanAddress);
+        if (vxlan is not null && Vxlan.ValidateUnderlay(vxlan) is { } vxlanError) return (null, $"--vxlan-address: {vxlanError}");
         var labels = new Dictionary<string, string>();
         foreach (var l in r.GetValue(Labels) ?? [])
         {
@@ -100,6 +103,7 @@ public sealed class AgentCommandLine
             ReadyTimeout = r.GetValue(ReadyTimeout) is { } rt ? TimeSpan.FromSeconds(rt) : TimeSpan.FromSeconds(600),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
             MigrationBandwidth = bandwidth,
+            VxlanAddress = vxlan,
         }, null);
     }
 }

@@ -60,5 +60,11 @@ public sealed record AgentOptions
 
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// This node's underlay address: VXLAN tunnels to other nodes start and end here. Null turns VXLAN off, and the
+    /// node's networks stay local to it (guests on other nodes are not connected).
+    /// </summary>
+    public string? VxlanAddress { get; init; }
+
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

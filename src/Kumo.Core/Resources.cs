@@ -16,6 +16,10 @@ public sealed record Node
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public DateTimeOffset? LastHeartbeat { get; init; }
     public string? AgentVersion { get; init; }
+
+    /// <summary>The node's underlay address for VXLAN; null when its agent has VXLAN off (its networks stay node-local).</summary>
+    public string? VxlanAddress { get; init; }
+
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
 

@@ -161,6 +161,8 @@ public sealed class InstanceService(
             project: project, userId: caller.UserId);
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
+        // Other nodes on the network learn the new guest's name and, with VXLAN, this node as a peer.
+        if (req.Network is not null) ctx.OnCommit(signals.NotifyAll);
         return op;
     }
 
@@ -380,7 +382,7 @@ public sealed class InstanceService(
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
-        NetworkService.Release(ctx, row.Id);
+        if (NetworkService.Release(ctx, row.Id) > 0) ctx.OnCommit(signals.NotifyAll);
         Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)

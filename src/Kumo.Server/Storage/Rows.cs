@@ -19,6 +19,7 @@ internal sealed class NodeRow
     public string? AgentVersion { get; set; }
     public long Version { get; set; }
     public string CreatedAt { get; set; } = "";
+    public string? VxlanAddress { get; set; }
 
     public string State => Health == NodeStates.Down ? NodeStates.Down : Draining != 0 ? NodeStates.Draining : NodeStates.Ready;
 }
