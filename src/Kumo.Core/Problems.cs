@@ -50,6 +50,9 @@ public static class ProblemTypes
     public const string PolicyRefused = Base + "policy-refused";
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
     public const string VolumeInUse = Base + "volume-in-use";
+
+    /// <summary>A reservation window does not fit: capacity is already reserved by the named windows.</summary>
+    public const string ReservationConflict = Base + "reservation-conflict";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

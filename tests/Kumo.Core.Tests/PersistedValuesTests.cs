@@ -19,6 +19,7 @@ public sealed class PersistedValuesTests
         { typeof(ReadinessModes), ["Marker=marker", "Timeout=timeout", "None=none"] },
         { typeof(SnapshotStates), ["Creating=creating", "Ready=ready", "Deleting=deleting"] },
         { typeof(VolumeStates), ["Available=available", "Attaching=attaching", "Attached=attached", "Detaching=detaching", "Deleting=deleting"] },
+        { typeof(ClusterStates), ["Scheduled=scheduled", "Creating=creating", "Ready=ready", "Degraded=degraded", "Scaling=scaling", "RollingBack=rolling-back", "Deleting=deleting", "Ending=ending", "Ended=ended", "Failed=failed"] },
         { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {
             typeof(ProblemTypes),
@@ -49,6 +50,7 @@ public sealed class PersistedValuesTests
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
                 "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
+                "ReservationConflict=https://kumo.dev/problems/reservation-conflict",
             ]
         },
     };
