@@ -16,6 +16,7 @@ public sealed class AgentCommandLine
     public Option<string> Accel { get; } = new("--accel") { Description = "auto (probe KVM, fall back to TCG), kvm or tcg", DefaultValueFactory = _ => "auto" };
     public Option<string[]> Labels { get; } = new("--label") { Description = "Node label KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
+    public Option<double?> ReadyTimeout { get; } = new("--ready-timeout-seconds") { Description = "Seconds a booting guest has to signal readiness before its instance goes to error (default 180)" };
     public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
     public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
@@ -26,7 +27,7 @@ public sealed class AgentCommandLine
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, UserDataDir, MetricsInterval, MigrationBandwidth })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth })
             command.Options.Add(o);
     }
 
@@ -71,6 +72,8 @@ public sealed class AgentCommandLine
         if (Names.Validate(name, "node name") is { } nameError) return (null, $"--node-name: {nameError}");
         var metricsInterval = r.GetValue(MetricsInterval) ?? 5;
         if (metricsInterval is < 0.1 or > 3600) return (null, "--metrics-interval-seconds must be between 0.1 and 3600");
+        var readyTimeout = r.GetValue(ReadyTimeout) ?? 180;
+        if (readyTimeout is < 1 or > 86400) return (null, "--ready-timeout-seconds must be between 1 and 86400");
         long? bandwidth = null;
         if (r.GetValue(MigrationBandwidth) is { } b)
         {
@@ -97,6 +100,7 @@ public sealed class AgentCommandLine
             UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
+            ReadyTimeout = TimeSpan.FromSeconds(readyTimeout),
             MigrationBandwidth = bandwidth,
         }, null);
     }
