@@ -16,6 +16,10 @@ RUNTIME_PACKAGES=(
     # Containers: the agent runs `podman system service` with runc (crun refuses hybrid cgroups); CNI plugins give
     # podman's bridge network and -p publishing; base images are built from busybox-static and with mmdebstrap.
     podman runc conmon containernetworking-plugins iptables mmdebstrap uidmap
+    # kumo image build-base debian (scripts/build-debian-image.sh, run by kumod): mmdebstrap above builds the rootfs;
+    # an ext4 root made with mke2fs -d, a FAT boot partition with SYSLINUX and an MBR, all without mounting anything.
+    e2fsprogs dosfstools mtools syslinux syslinux-common fdisk
+    cloud-image-utils   # the agent writes cloud-init NoCloud seeds (cloud-localds) for --ssh-key/--password-file
     # Tenant networks: a bridge and taps per network (iproute2), dnsmasq per network for DHCP/DNS (the -base package:
     # no system-wide dnsmasq service), nftables for isolation and NAT.
     dnsmasq-base nftables
@@ -25,7 +29,7 @@ RUNTIME_PACKAGES=(
 TEST_PACKAGES=(
     python3     # scripts/run-tests.sh reads the TRX result files
     slapd ldap-utils  # the LDAP tests start a real OpenLDAP slapd; slappasswd hashes its passwords
-    syslinux mtools dosfstools  # scripts/make-boot-disk.sh: a disk with its own bootloader for the image import tests
+    openssh-client  # the Debian image test makes an SSH key (ssh-keygen) for the guest's user
     prometheus  # promtool check metrics parses GET /metrics (the monitoring tests)
 )
 

@@ -16,18 +16,19 @@ public sealed class AgentCommandLine
     public Option<string> Accel { get; } = new("--accel") { Description = "auto (probe KVM, fall back to TCG), kvm or tcg", DefaultValueFactory = _ => "auto" };
     public Option<string[]> Labels { get; } = new("--label") { Description = "Node label KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
     public Option<double?> StopGrace { get; } = new("--stop-grace-seconds") { Description = "Seconds a guest gets to power off before it is forced (default 30)" };
-    public Option<double?> ReadyTimeout { get; } = new("--ready-timeout-seconds") { Description = "Seconds a booting guest has to signal readiness before its instance goes to error (default 180)" };
+    public Option<double?> ReadyTimeout { get; } = new("--ready-timeout-seconds") { Description = "How long a booting guest may take to signal readiness before it is in error (default 600; a Debian boot under TCG takes minutes)" };
     public Option<double?> MetricsInterval { get; } = new("--metrics-interval-seconds") { Description = "How often the node and its guests are sampled for monitoring (default 5)" };
 
     public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
     public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
+    public Option<string> VxlanAddress { get; } = new("--vxlan-address") { Description = "This node's underlay IPv4 address: networks span nodes by VXLAN (UDP 4789) between these addresses (default: off, networks stay on one node)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
     public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
     public Option<string> CaFile { get; } = new("--ca") { Description = "kumod's CA certificate (PEM), instead of --ca-fingerprint" };
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress })
             command.Options.Add(o);
     }
 
@@ -72,14 +73,14 @@ public sealed class AgentCommandLine
         if (Names.Validate(name, "node name") is { } nameError) return (null, $"--node-name: {nameError}");
         var metricsInterval = r.GetValue(MetricsInterval) ?? 5;
         if (metricsInterval is < 0.1 or > 3600) return (null, "--metrics-interval-seconds must be between 0.1 and 3600");
-        var readyTimeout = r.GetValue(ReadyTimeout) ?? 180;
-        if (readyTimeout is < 1 or > 86400) return (null, "--ready-timeout-seconds must be between 1 and 86400");
         long? bandwidth = null;
         if (r.GetValue(MigrationBandwidth) is { } b)
         {
             if (!ByteSize.TryParse(b, out var bytes, out var err) || bytes < 1) return (null, $"--migration-bandwidth: {err ?? "must be positive"}");
             bandwidth = bytes;
         }
+        var vxlan = r.GetValue(VxlanAddress);
+        if (vxlan is not null && Vxlan.ValidateUnderlay(vxlan) is { } vxlanError) return (null, $"--vxlan-address: {vxlanError}");
         var labels = new Dictionary<string, string>();
         foreach (var l in r.GetValue(Labels) ?? [])
         {
@@ -99,9 +100,10 @@ public sealed class AgentCommandLine
             Labels = labels,
             UserDataDir = r.GetValue(UserDataDir) is { } u ? Path.GetFullPath(u) : null,
             StopGracePeriod = r.GetValue(StopGrace) is { } g ? TimeSpan.FromSeconds(g) : TimeSpan.FromSeconds(30),
+            ReadyTimeout = r.GetValue(ReadyTimeout) is { } rt ? TimeSpan.FromSeconds(rt) : TimeSpan.FromSeconds(600),
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
-            ReadyTimeout = TimeSpan.FromSeconds(readyTimeout),
             MigrationBandwidth = bandwidth,
+            VxlanAddress = vxlan,
         }, null);
     }
 }

@@ -41,7 +41,7 @@ public sealed record AgentOptions
     public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How long a booting guest has to signal readiness before the instance goes to error.</summary>
-    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(180);
+    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(600);
 
     /// <summary>For images with readiness 'timeout': they count as ready this long after launch.</summary>
     public TimeSpan ReadyDelay { get; init; } = TimeSpan.FromSeconds(20);
@@ -59,6 +59,12 @@ public sealed record AgentOptions
     public long? MigrationBandwidth { get; init; }
 
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// This node's underlay address: VXLAN tunnels to other nodes start and end here. Null turns VXLAN off, and the
+    /// node's networks stay local to it (guests on other nodes are not connected).
+    /// </summary>
+    public string? VxlanAddress { get; init; }
 
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

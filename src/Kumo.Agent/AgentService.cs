@@ -38,12 +38,17 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         driver.CleanTrash();
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
-        var networks = new Networking.NetworkManager(options.StateDir, loggers.CreateLogger<Networking.NetworkManager>(), options.ResyncInterval);
+        var networks = new Networking.NetworkManager(options.StateDir, loggers.CreateLogger<Networking.NetworkManager>(), options.ResyncInterval)
+        {
+            VxlanAddress = options.VxlanAddress,
+        };
+        if (options.VxlanAddress is null) LogVxlanOff();
         var networkLoop = networks.RunAsync(stoppingToken);
         await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
         var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers);
-        var containerSessions = new Containers.ContainerSessions(engine, loggers.CreateLogger<Containers.ContainerSessions>());
+        var containerSessions = new Containers.ContainerSessions(engine,
+            new Containers.ContainerBuilds(engine, loggers.CreateLogger<Containers.ContainerBuilds>()), loggers.CreateLogger<Containers.ContainerSessions>());
         var sessions = new ConsoleSessions(consoles, containerSessions, loggers.CreateLogger<ConsoleSessions>());
         var metrics = new MetricsReporter(driver, options, loggers.CreateLogger<MetricsReporter>());
         var (cpus, memory) = HostFacts.Capacity(options);
@@ -66,6 +71,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                     MemoryBytes = memory,
                     Accelerator = accelerator,
                     AgentVersion = Version,
+                    VxlanAddress = options.VxlanAddress ?? "",
                 };
                 foreach (var (k, v) in options.Labels) request.Labels[k] = v;
                 var reply = await client.RegisterAsync(request, cancellationToken: stoppingToken);
@@ -198,6 +204,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
     }
 
     private sealed class ReconnectException(string message) : Exception(message);
+
+    [LoggerMessage(LogLevel.Information, "VXLAN is off (no --vxlan-address): this node's tenant networks do not reach guests on other nodes")]
+    private partial void LogVxlanOff();
 
     [LoggerMessage(LogLevel.Information, "registered node {Name} as {Id} ({Accel}, {Cpus} CPUs, {MemoryMiB} MiB)")]
     private partial void LogRegistered(string name, string id, string accel, int cpus, long memoryMiB);

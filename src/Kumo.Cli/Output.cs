@@ -160,6 +160,7 @@ internal sealed partial class Output
         ("Instances", n.Instances.ToString(CultureInfo.InvariantCulture)),
         ("Labels", Labels(n.Labels)),
         ("Agent", n.AgentVersion),
+        ("VXLAN", n.VxlanAddress ?? "off (networks stay on this node)"),
         ("Heartbeat", Time(n.LastHeartbeat)),
         ("Created", Time(n.CreatedAt)),
         ("Id", n.Id));
@@ -186,6 +187,7 @@ internal sealed partial class Output
         ("Stored", i.SizeBytes is { } s ? Size(s) : null),
         ("Imported from", i.SourceFormat),
         ("SHA-256", i.Sha256),
+        ("Node", i.Node),
         ("Created", Time(i.CreatedAt)),
         ("Id", i.Id));
 
@@ -215,6 +217,7 @@ internal sealed partial class Output
         ("Gateway", n.Gateway),
         ("NAT", n.Nat ? "yes" : "no"),
         ("DNS domain", n.DnsDomain),
+        ("VXLAN VNI", n.Vni.ToString(CultureInfo.InvariantCulture)),
         ("Addresses", n.Addresses.Count == 0 ? "none" : string.Join(", ", n.Addresses.Select(a => $"{a.Address} {a.Instance} ({a.Mac})"))),
         ("Created", Time(n.CreatedAt)),
         ("Id", n.Id));

@@ -61,9 +61,23 @@ public sealed partial class KumoClient
         }
     }
 
+    /// <summary>Starts building a base image from a distribution's mirror (admins); follow the returned operation.</summary>
+    public Task<Operation> BuildBaseImageAsync(ImagesBuildBasePost post, CancellationToken cancellationToken = default) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Post, "api/v1/images/build-base")
+        {
+            Content = System.Net.Http.Json.JsonContent.Create(post, options: JsonOptions),
+        }, ReadJsonAsync<Operation>, cancellationToken);
+
     /// <summary>Removes an image of the project; kumod refuses built-ins and images that instances were made from.</summary>
-    public Task DeleteImageAsync(string name, CancellationToken cancellationToken = default) =>
-        SendAsync(() => new HttpRequestMessage(HttpMethod.Delete, InProject($"api/v1/images/{Escape(name)}")),
+    public Task DeleteImageAsync(string name, CancellationToken cancellationToken = default) => DeleteImageAsync(name, null, cancellationToken);
+
+    /// <summary>
+    /// Removes an image of the project, of <paramref name="type"/> when given (a vm and a container image may share a
+    /// name); a built container image also leaves its node's engine.
+    /// </summary>
+    public Task DeleteImageAsync(string name, string? type, CancellationToken cancellationToken = default) =>
+        SendAsync(() => new HttpRequestMessage(HttpMethod.Delete,
+                InProject($"api/v1/images/{Escape(name)}" + (type is null ? "" : "?type=" + Uri.EscapeDataString(type)))),
             static (_, _) => Task.FromResult(true), cancellationToken);
 
     /// <summary>Streams a request body and reports how much of it went out.</summary>

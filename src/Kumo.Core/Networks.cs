@@ -21,6 +21,9 @@ public sealed record Network
     public bool Nat { get; init; }
     public string? DnsDomain { get; init; }
 
+    /// <summary>The VXLAN network identifier that carries this network between nodes (unique, allocated by kumod).</summary>
+    public int Vni { get; init; }
+
     /// <summary>Addresses handed out to instance NICs.</summary>
     public IReadOnlyList<NetworkAddress> Addresses { get; init; } = [];
 
@@ -148,4 +151,22 @@ public readonly record struct Cidr(uint Network, int Prefix)
     ];
 
     private static bool IsReserved(Cidr c) => Reserved.Any(r => r.Overlaps(c));
+}
+
+/// <summary>VXLAN between nodes: how a tenant network spans agents.</summary>
+public static class Vxlan
+{
+    /// <summary>The IANA port; every agent listens on it at its underlay address.</summary>
+    public const int Port = 4789;
+
+    /// <summary>An underlay address must be one unicast IPv4 address the other nodes can send UDP to.</summary>
+    public static string? ValidateUnderlay(string address)
+    {
+        if (!IPAddress.TryParse(address, out var ip) || ip.AddressFamily != AddressFamily.InterNetwork || address.Count(ch => ch == '.') != 3)
+            return $"VXLAN address '{address}' is not an IPv4 address";
+        var b = ip.GetAddressBytes();
+        if (b[0] is 0 or >= 224)
+            return $"VXLAN address '{address}' is not a unicast address";
+        return null;
+    }
 }

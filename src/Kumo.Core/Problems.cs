@@ -51,6 +51,12 @@ public static class ProblemTypes
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
     public const string VolumeInUse = Base + "volume-in-use";
 
+    /// <summary>A container build's context Kumo will not build: not a tar, an entry escaping the build directory, no build file.</summary>
+    public const string BuildContextRejected = Base + "build-context-rejected";
+
+    /// <summary>A container build's context past kumod's limit (--build-context-max).</summary>
+    public const string BuildContextTooLarge = Base + "build-context-too-large";
+
     /// <summary>A reservation window does not fit: capacity is already reserved by the named windows.</summary>
     public const string ReservationConflict = Base + "reservation-conflict";
 }

@@ -16,6 +16,10 @@ public sealed record Node
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public DateTimeOffset? LastHeartbeat { get; init; }
     public string? AgentVersion { get; init; }
+
+    /// <summary>The node's underlay address for VXLAN; null when its agent has VXLAN off (its networks stay node-local).</summary>
+    public string? VxlanAddress { get; init; }
+
     public long Version { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
 
@@ -45,7 +49,20 @@ public sealed record Image
     /// <summary>What the upload was, as detected from its content: qcow2, raw, vmdk, vpc (VHD), vhdx, box, ova.</summary>
     public string? SourceFormat { get; init; }
 
+    /// <summary>For container images built with kumo ct build: the node whose engine holds it (its containers run there).</summary>
+    public string? Node { get; init; }
+
     public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>Body of POST /images/build-base: a base image Kumo builds itself from a distribution's package mirror.</summary>
+public sealed record ImagesBuildBasePost
+{
+    /// <summary>Which distribution; Kumo builds "debian" (Debian 12 from the Debian mirror).</summary>
+    public string? Distro { get; init; }
+
+    /// <summary>vm (a bootable qcow2 with cloud-init) or container (a rootfs imported into each node's engine).</summary>
+    public string? Type { get; init; }
 }
 
 public sealed record Instance

@@ -33,11 +33,14 @@ public static class DaemonCommand
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
+        var imageCache = new Option<string?>("--image-cache") { Description = "Where built base images (kumo image build-base) are cached, keyed by the build script (default STATE/images/.base-cache)" };
+        var debianMirror = new Option<string?>("--debian-mirror") { Description = "Debian mirror base images are built from (default http://deb.debian.org/debian)" };
         var forwardRange = new Option<string>("--port-forward-range") { Description = "Node ports users may forward to their VMs (kumo port-forward), FIRST-LAST", DefaultValueFactory = _ => "2000-9999" };
         var debugBind = new Option<string>("--debug-bind") { Description = "Address the gdb stubs listen on, on each node", DefaultValueFactory = _ => "127.0.0.1" };
         var migrationPorts = new Option<string>("--migration-ports") { Description = "Ports target QEMUs listen on for live migrations (kumo vm migrate), FIRST-LAST", DefaultValueFactory = _ => "21500-21599" };
         var migrationHost = new Option<string>("--migration-host") { Description = "Address migration targets listen on and sources connect to (one for all nodes)", DefaultValueFactory = _ => "127.0.0.1" };
         var containerMemory = new Option<string>("--container-memory-default") { Description = "Memory limit of a container created without one", DefaultValueFactory = _ => "512M" };
+        var buildContextMax = new Option<string>("--build-context-max") { Description = "Largest build context kumo ct build may upload", DefaultValueFactory = _ => "256M" };
         var portPool = new Option<string>("--container-port-pool") { Description = "Host ports published container ports get (on 127.0.0.1), FIRST-LAST", DefaultValueFactory = _ => "20000-29999" };
         var proxyListen = new Option<string>("--proxy-listen") { Description = "Reverse proxy for containers' published ports (plain HTTP), IP:PORT or 'off'", DefaultValueFactory = _ => "127.0.0.1:7480" };
         var proxyDomain = new Option<string>("--proxy-domain") { Description = "Containers are served at NAME.USER.DOMAIN and DOMAIN/u/USER/NAME/", DefaultValueFactory = _ => "localhost" };
@@ -55,7 +58,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, portPool, proxyListen, proxyDomain, forwardRange })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -121,6 +124,11 @@ public static class DaemonCommand
                 await Console.Error.WriteLineAsync($"error: --container-memory-default: {sizeError ?? "at least 16M"}");
                 return 1;
             }
+            if (!Kumo.Core.ByteSize.TryParse(parse.GetValue(buildContextMax), out var contextMax, out var contextError) || contextMax < 1)
+            {
+                await Console.Error.WriteLineAsync($"error: --build-context-max: {contextError ?? "give a size, e.g. 256M"}");
+                return 1;
+            }
             var pool = parse.GetValue(portPool)!.Split('-');
             if (pool.Length != 2 || !int.TryParse(pool[0], out var poolFirst) || !int.TryParse(pool[1], out var poolLast)
                 || poolFirst < 1024 || poolLast > 65535 || poolFirst > poolLast)
@@ -146,6 +154,12 @@ public static class DaemonCommand
                 Defaults = new Kumo.Server.Instances.InstanceDefaults { ContainerMemoryBytes = ctMemory, PortPoolFirst = poolFirst, PortPoolLast = poolLast },
                 Ldap = ldap,
                 StateDir = state,
+                Images = new Kumo.Server.Images.ImageOptions
+                {
+                    BuildCacheDir = parse.GetValue(imageCache) is { } cache ? Path.GetFullPath(cache) : null,
+                    DebianMirror = parse.GetValue(debianMirror),
+                    MaxBuildContextBytes = contextMax,
+                },
                 Debug = new Kumo.Server.Debugging.DebugPortOptions { First = debugRange.First, Last = debugRange.Last, Bind = parse.GetValue(debugBind)! },
                 PortForwards = new Kumo.Server.Networking.PortForwardOptions { First = forwards.First, Last = forwards.Last },
                 Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },

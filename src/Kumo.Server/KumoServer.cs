@@ -140,9 +140,11 @@ public static partial class KumoServer
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
         s.AddSingleton<ImageService>();
+        s.AddSingleton<ContainerImageBuilds>();
         s.AddSingleton(new ImageStorage(options.StateDir));
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Images));
         s.AddSingleton<ImageImporter>();
+        s.AddSingleton<BaseImageBuilder>();
         s.AddSingleton<ImageExport>();
         s.AddSingleton<JoinTokens>();
         s.AddSingleton<NodeCertificates>();

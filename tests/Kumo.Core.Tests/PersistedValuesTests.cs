@@ -50,6 +50,8 @@ public sealed class PersistedValuesTests
                 "NodeUnavailable=https://kumo.dev/problems/node-unavailable",
                 "WebSocketRequired=https://kumo.dev/problems/websocket-required",
                 "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
+                "BuildContextRejected=https://kumo.dev/problems/build-context-rejected",
+                "BuildContextTooLarge=https://kumo.dev/problems/build-context-too-large",
                 "ReservationConflict=https://kumo.dev/problems/reservation-conflict",
             ]
         },

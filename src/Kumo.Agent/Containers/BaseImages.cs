@@ -5,11 +5,16 @@ namespace Kumo.Agent.Containers;
 /// <summary>
 /// Container base images built on the node without a registry. <c>busybox</c> is a rootfs holding Debian's
 /// busybox-static and its applet links, imported into the engine as <c>localhost/busybox:latest</c>, so
-/// <c>FROM busybox</c> resolves locally.
+/// <c>FROM busybox</c> resolves locally. <c>debian</c> is a Debian 12 minbase rootfs that scripts/build-debian-image.sh
+/// makes with mmdebstrap from the Debian mirror, imported as <c>localhost/debian:latest</c> (so <c>FROM debian</c> works).
 /// </summary>
 public static class BaseImages
 {
     public const string BusyboxReference = "localhost/busybox:latest";
+    public const string DebianReference = "localhost/debian:latest";
+
+    // One mmdebstrap at a time per agent: two containers wanting debian at once wait for the same build.
+    private static readonly SemaphoreSlim DebianBuild = new(1, 1);
 
     private static readonly string[] Changes =
     [
@@ -53,4 +58,50 @@ public static class BaseImages
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
         }
     }
+
+    /// <summary>
+    /// Builds and imports the debian image unless the engine already has it (idempotent; about a minute and a half of
+    /// mmdebstrap on a 2-core machine the first time on a node).
+    /// </summary>
+    public static async Task EnsureDebianAsync(ContainerEngine engine, CancellationToken ct)
+    {
+        if ((await engine.PodmanAsync(["image", "exists", DebianReference], ct)).ExitCode == 0) return;
+        await DebianBuild.WaitAsync(ct);
+        var work = Path.Combine(engine.Dir, "tmp", $"debian-{Guid.NewGuid():n}");
+        try
+        {
+            if ((await engine.PodmanAsync(["image", "exists", DebianReference], ct)).ExitCode == 0) return;
+            var script = FindScript("build-debian-image.sh")
+                ?? throw new FileNotFoundException("scripts/build-debian-image.sh not found; set KUMO_SCRIPTS_DIR");
+            Directory.CreateDirectory(work);
+            var tar = Path.Combine(work, "rootfs.tar");
+            var built = await ProcessRunner.RunAsync("bash", [script, "container", tar], ct);
+            if (built.ExitCode != 0)
+                throw new InvalidOperationException($"building the debian image failed: {LastLines(built.Stderr)}");
+            var r = await engine.PodmanAsync(["import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change", "CMD [\"bash\"]", tar, DebianReference], ct);
+            if (r.ExitCode != 0)
+                throw new InvalidOperationException($"importing the debian image failed: {r.Stderr.Trim()}");
+        }
+        finally
+        {
+            DebianBuild.Release();
+            if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>KUMO_SCRIPTS_DIR, else the repo's scripts/ found by walking up from the binary (as ImageStore does).</summary>
+    private static string? FindScript(string name)
+    {
+        if (Environment.GetEnvironmentVariable("KUMO_SCRIPTS_DIR") is { Length: > 0 } env && File.Exists(Path.Combine(env, name)))
+            return Path.Combine(env, name);
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            var p = Path.Combine(d.FullName, "scripts", name);
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    private static string LastLines(string s) => string.Join(" | ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(3));
 }

@@ -223,7 +223,8 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
 
     private async Task<string> CreateAsync(DockerClient client, DesiredInstance d, CancellationToken ct)
     {
-        var image = await ImageReferenceAsync(d.Image, ct);
+        // An image built with kumo ct build is named by kumod (it is on this node); built-in ones by their name.
+        var image = d.ContainerImage.Length > 0 ? await BuiltImageAsync(d.ContainerImage, d.Image, ct) : await ImageReferenceAsync(d.Image, ct);
         var binds = new List<string>();
         foreach (var v in d.ContainerVolumes)
             binds.Add($"{await VolumePaths.ResolveAsync(options.ResolvedUserDataDir, d.Owner, v.Source, ct)}:{v.Target}:{(v.ReadOnly ? "ro" : "rw")}");
@@ -284,6 +285,12 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
     /// <summary>The engine-level name: the owner's name first, so names never collide across users on a node.</summary>
     public static string EngineName(DesiredInstance d) => $"{(d.Owner.Length > 0 ? d.Owner : d.Project)}-{d.Name}";
 
+    private async Task<string> BuiltImageAsync(string reference, string name, CancellationToken ct)
+    {
+        var exists = await engine.PodmanAsync(["image", "exists", reference], ct);
+        return exists.ExitCode == 0 ? reference : throw new InvalidOperationException($"image '{name}' ({reference}) is not on this node");
+    }
+
     private async Task<string> ImageReferenceAsync(string image, CancellationToken ct)
     {
         if (image == "busybox")
@@ -291,6 +298,11 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
             if (!_busyboxReady) await BaseImages.EnsureBusyboxAsync(engine, ct);
             _busyboxReady = true;
             return BaseImages.BusyboxReference;
+        }
+        if (image == "debian")
+        {
+            await BaseImages.EnsureDebianAsync(engine, ct);
+            return BaseImages.DebianReference;
         }
         var reference = $"localhost/{image}:latest";
         var exists = await engine.PodmanAsync(["image", "exists", reference], ct);

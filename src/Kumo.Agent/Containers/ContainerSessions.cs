@@ -17,7 +17,7 @@ public sealed record SessionCall(string NodeId, Func<ConsoleFrame, Task> SendAsy
 /// (optionally followed), a command run inside it (exec, with its exit code), and its main process's stdin/stdout
 /// (attach). Each is one engine stream relayed frame by frame; stdout and stderr keep their stream numbers.
 /// </summary>
-public sealed partial class ContainerSessions(ContainerEngine engine, ILogger<ContainerSessions> logger)
+public sealed partial class ContainerSessions(ContainerEngine engine, ContainerBuilds builds, ILogger<ContainerSessions> logger)
 {
     public const string Logs = "logs";
     public const string Exec = "exec";
@@ -30,6 +30,11 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ILogger<Co
 
     public async Task ServeAsync(ConsoleSessionRequest request, SessionCall call, CancellationToken ct)
     {
+        if (ContainerBuilds.Serves(request.ContainerKind))
+        {
+            await builds.ServeAsync(request, call, ct);
+            return;
+        }
         var accept = new ConsoleFrame { NodeId = call.NodeId, SessionId = request.SessionId };
         Opened opened;
         try

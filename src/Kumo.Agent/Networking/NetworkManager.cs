@@ -36,6 +36,12 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
 
     public string TableName => NetworkNames.NftTable(NodeId ?? throw new InvalidOperationException("the node is not registered yet"));
 
+    /// <summary>This node's underlay address (agent --vxlan-address); null keeps every network local to this node.</summary>
+    public string? VxlanAddress { get; init; }
+
+    public string VxlanDevice(string networkId) =>
+        NetworkNames.Vxlan(NodeId ?? throw new InvalidOperationException("the node is not registered yet"), networkId);
+
     private string DirOf(string id) => Path.Combine(NetworksDir, id);
     private string RecordFile(string id) => Path.Combine(DirOf(id), "network.json");
     private string PidFile(string id) => Path.Combine(DirOf(id), "dnsmasq.pid");
@@ -136,7 +142,7 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
                 {
                     await EnsureNetworkAsync(network, ct);
                 }
-                else if (Ports(record.Bridge).Count == 0)
+                else if (!Ports(record.Bridge).Any(p => p.StartsWith(NetworkNames.TapPrefix, StringComparison.Ordinal)))
                 {
                     // No instance of this node uses it, and no tap is left on it (deletes remove taps first).
                     await TearDownAsync(record, ct);
@@ -194,8 +200,64 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             await StartDnsmasqAsync(record, ct);
         else if (hostsChanged)
             await ProcessRunner.RunAsync("kill", ["-HUP", pid.Value.ToString(CultureInfo.InvariantCulture)], ct); // dnsmasq rereads both host files
+        await EnsureVxlanAsync(record, n, ct);
         return record;
     }
+
+    /// <summary>
+    /// The network's VXLAN device while other nodes realize it too: enslaved to the bridge, learning off, and one
+    /// all-zeros FDB entry per peer so broadcasts and unknown unicast are copied to every peer (head-end
+    /// replication, no multicast needed in the underlay). Its MTU is 1500 like the guests' NICs: the underlay
+    /// fragments the outer packets if its own MTU is below 1550, instead of the bridge dropping full-size frames.
+    /// Without peers (or with VXLAN off) the device is removed.
+    /// </summary>
+    private async Task EnsureVxlanAsync(NetworkRecord record, DesiredNetwork n, CancellationToken ct)
+    {
+        var device = VxlanDevice(n.Id);
+        var peers = VxlanAddress is null || n.Vni == 0 ? [] : n.VxlanPeers.Distinct(StringComparer.Ordinal).ToList();
+        if (peers.Count == 0)
+        {
+            if (LinkExists(device))
+            {
+                await IpAsync(ct, "link", "del", device);
+                LogVxlanRemoved(device, n.Name);
+            }
+            return;
+        }
+        if (!LinkExists(device))
+        {
+            await IpAsync(ct, "link", "add", device, "mtu", "1500", "type", "vxlan", "id", n.Vni.ToString(CultureInfo.InvariantCulture),
+                "local", VxlanAddress!, "dstport", Vxlan.Port.ToString(CultureInfo.InvariantCulture), "nolearning");
+            LogVxlanCreated(device, n.Name, n.Vni);
+        }
+        await IpAsync(ct, "link", "set", device, "master", record.Bridge);
+        await IpAsync(ct, "link", "set", device, "up");
+        var current = await FloodPeersAsync(device, ct);
+        foreach (var peer in peers.Except(current, StringComparer.Ordinal))
+        {
+            await BridgeAsync(ct, "fdb", "append", "00:00:00:00:00:00", "dev", device, "dst", peer);
+            LogPeerAdded(n.Name, peer);
+        }
+        foreach (var gone in current.Except(peers, StringComparer.Ordinal))
+        {
+            await BridgeAsync(ct, "fdb", "del", "00:00:00:00:00:00", "dev", device, "dst", gone);
+            LogPeerRemoved(n.Name, gone);
+        }
+    }
+
+    /// <summary>The peers a VXLAN device floods to: its all-zeros FDB entries.</summary>
+    public static async Task<IReadOnlyList<string>> FloodPeersAsync(string device, CancellationToken ct)
+    {
+        var r = await ProcessRunner.RunAsync("bridge", ["fdb", "show", "dev", device], ct);
+        if (r.ExitCode != 0) throw new InvalidOperationException($"bridge fdb show dev {device} failed: {r.Stderr.Trim()}");
+        return ParseFloodPeers(r.Stdout);
+    }
+
+    internal static IReadOnlyList<string> ParseFloodPeers(string fdb) =>
+        fdb.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 3 && f[0] == "00:00:00:00:00:00" && f[1] == "dst")
+            .Select(f => f[2]).Distinct(StringComparer.Ordinal).ToList();
 
     private async Task StartDnsmasqAsync(NetworkRecord r, CancellationToken ct)
     {
@@ -251,6 +313,8 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             while (ProcessRunner.IsAlive(pid) && DateTime.UtcNow < deadline) await Task.Delay(20, ct);
             if (ProcessRunner.IsAlive(pid)) await ProcessRunner.RunAsync("kill", ["-KILL", pid.ToString(CultureInfo.InvariantCulture)], ct);
         }
+        var vxlan = VxlanDevice(r.Id);
+        if (LinkExists(vxlan)) await IpAsync(ct, "link", "del", vxlan);
         if (LinkExists(r.Bridge)) await IpAsync(ct, "link", "del", r.Bridge);
         // Rename first: a crash half-way never leaves a directory that still looks like a live network.
         var trash = Path.Combine(NetworksDir, $".deleting-{r.Id}-{Guid.NewGuid():N}");
@@ -264,7 +328,11 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     {
         var desired = _desired;
         var forwards = desired.ToDictionary(d => d.Key, d => (IReadOnlyList<PortForwardRule>)d.Value.Forwards.ToList(), StringComparer.Ordinal);
-        var script = NftScript(TableName, Records(), forwards);
+        var records = Records();
+        var vxlans = records.Select(r => (r.Id, Device: VxlanDevice(r.Id))).Where(v => LinkExists(v.Device))
+            .ToDictionary(v => v.Id, v => v.Device, StringComparer.Ordinal);
+        var peers = VxlanAddress is null ? null : desired.Values.SelectMany(d => d.VxlanPeers).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var script = NftScript(TableName, records, forwards, vxlans, peers);
         Directory.CreateDirectory(NetworksDir);
         var file = Path.Combine(NetworksDir, "nftables.nft");
         await File.WriteAllTextAsync(file, script, ct);
@@ -277,7 +345,8 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     /// each rule's purpose so tests and operators can read its counters.
     /// </summary>
     internal static string NftScript(string table, IReadOnlyList<NetworkRecord> networks,
-        IReadOnlyDictionary<string, IReadOnlyList<PortForwardRule>>? forwardsByNetwork = null)
+        IReadOnlyDictionary<string, IReadOnlyList<PortForwardRule>>? forwardsByNetwork = null,
+        IReadOnlyDictionary<string, string>? vxlanDevices = null, IReadOnlyList<string>? vxlanPeers = null)
     {
         // Only networks realized here: a forward to a guest whose bridge is not up yet waits for the next pass.
         var forwards = networks
@@ -285,9 +354,13 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             .ToList();
         var s = new StringBuilder();
         s.Append(CultureInfo.InvariantCulture, $"table inet {table}\ndelete table inet {table}\n");
+        s.Append(CultureInfo.InvariantCulture, $"table bridge {table}\ndelete table bridge {table}\n");
         if (networks.Count == 0) return s.ToString();
         s.Append(CultureInfo.InvariantCulture, $"table inet {table} {{\n");
         s.Append("  chain forward {\n    type filter hook forward priority -10; policy accept;\n");
+        // A guest (even on a --nat network) must never reach any node's VXLAN port: a forged packet there would put
+        // frames on another network's segment.
+        s.Append(CultureInfo.InvariantCulture, $"    iifname \"{NetworkNames.BridgePrefix}*\" udp dport {Vxlan.Port} counter drop comment \"kumo-vxlan-guard\"\n");
         // Forwarded connections first: they are public by design, so isolation and no-ingress rules do not apply.
         foreach (var (n, f) in forwards)
         {
@@ -316,6 +389,12 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
         s.Append("  }\n");
         // Guests may ask the node for DHCP, DNS and ping on their own gateway only; the rest of the host is closed to them.
         s.Append("  chain input {\n    type filter hook input priority -10; policy accept;\n");
+        // With VXLAN on, only the current peers may send this node encapsulated frames.
+        if (vxlanPeers is not null)
+        {
+            var allowed = vxlanPeers.Count == 0 ? "" : $"ip saddr != {{ {string.Join(", ", vxlanPeers)} }} ";
+            s.Append(CultureInfo.InvariantCulture, $"    udp dport {Vxlan.Port} {allowed}counter drop comment \"kumo-vxlan-peers\"\n");
+        }
         foreach (var n in networks)
         {
             var br = n.Bridge;
@@ -351,7 +430,40 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             s.Append("  }\n");
         }
         s.Append("}\n");
+        AppendVxlanBridgeTable(s, table, networks, vxlanDevices);
         return s.ToString();
+    }
+
+    /// <summary>
+    /// Every node of a spanning network holds the same gateway address on its own bridge and runs its own dnsmasq,
+    /// so the bridge-level table keeps them apart: DHCP never crosses a VXLAN port (each node's dnsmasq answers only
+    /// the guests on its own bridge, from the same IPAM list), and neither do ARP for the gateway address nor IP
+    /// to or from it (a guest resolves and reaches only its own node's gateway). A VXLAN device is a port of its
+    /// network's bridge alone, so it carries no other network's frames.
+    /// </summary>
+    private static void AppendVxlanBridgeTable(StringBuilder s, string table, IReadOnlyList<NetworkRecord> networks,
+        IReadOnlyDictionary<string, string>? vxlanDevices)
+    {
+        var spanning = networks.Where(n => vxlanDevices?.ContainsKey(n.Id) == true).Select(n => (Network: n, Device: vxlanDevices![n.Id])).ToList();
+        if (spanning.Count == 0) return;
+        s.Append(CultureInfo.InvariantCulture, $"table bridge {table} {{\n");
+        foreach (var (chain, directions) in new[] { ("forward", new[] { "iifname", "oifname" }), ("input", new[] { "iifname" }), ("output", new[] { "oifname" }) })
+        {
+            s.Append(CultureInfo.InvariantCulture, $"  chain {chain} {{\n    type filter hook {chain} priority -10; policy accept;\n");
+            foreach (var (n, device) in spanning)
+            {
+                foreach (var dir in directions)
+                {
+                    s.Append(CultureInfo.InvariantCulture, $"    {dir} \"{device}\" udp dport {{ 67, 68 }} counter drop comment \"kumo-vxlan-dhcp {n.Name}\"\n");
+                    s.Append(CultureInfo.InvariantCulture, $"    {dir} \"{device}\" arp daddr ip {n.Gateway} counter drop comment \"kumo-vxlan-gateway {n.Name}\"\n");
+                    s.Append(CultureInfo.InvariantCulture, $"    {dir} \"{device}\" arp saddr ip {n.Gateway} counter drop comment \"kumo-vxlan-gateway {n.Name}\"\n");
+                    s.Append(CultureInfo.InvariantCulture, $"    {dir} \"{device}\" ip daddr {n.Gateway} counter drop comment \"kumo-vxlan-gateway {n.Name}\"\n");
+                    s.Append(CultureInfo.InvariantCulture, $"    {dir} \"{device}\" ip saddr {n.Gateway} counter drop comment \"kumo-vxlan-gateway {n.Name}\"\n");
+                }
+            }
+            s.Append("  }\n");
+        }
+        s.Append("}\n");
     }
 
     private static string DhcpHosts(DesiredNetwork n) =>
@@ -384,6 +496,12 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
         return Directory.Exists(dir) ? Directory.GetFileSystemEntries(dir).Select(Path.GetFileName).OfType<string>().ToList() : [];
     }
 
+    private static async Task BridgeAsync(CancellationToken ct, params string[] args)
+    {
+        var r = await ProcessRunner.RunAsync("bridge", args, ct);
+        if (r.ExitCode != 0) throw new InvalidOperationException($"bridge {string.Join(' ', args)} failed: {r.Stderr.Trim()}");
+    }
+
     private static async Task IpAsync(CancellationToken ct, params string[] args)
     {
         var r = await ProcessRunner.RunAsync("ip", args, ct);
@@ -400,6 +518,18 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
 
     [LoggerMessage(LogLevel.Information, "network {Name} torn down (bridge {Bridge}, dnsmasq, nftables rules)")]
     private partial void LogTornDown(string name, string bridge);
+
+    [LoggerMessage(LogLevel.Information, "VXLAN device {Device} created for network {Name} (VNI {Vni})")]
+    private partial void LogVxlanCreated(string device, string name, uint vni);
+
+    [LoggerMessage(LogLevel.Information, "VXLAN device {Device} of network {Name} removed: no other node realizes it")]
+    private partial void LogVxlanRemoved(string device, string name);
+
+    [LoggerMessage(LogLevel.Information, "network {Name}: VXLAN peer {Peer} added")]
+    private partial void LogPeerAdded(string name, string peer);
+
+    [LoggerMessage(LogLevel.Information, "network {Name}: VXLAN peer {Peer} removed")]
+    private partial void LogPeerRemoved(string name, string peer);
 
     [LoggerMessage(LogLevel.Warning, "network sync failed")]
     private partial void LogSyncFailed(Exception e);

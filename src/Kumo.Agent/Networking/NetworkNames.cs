@@ -12,8 +12,12 @@ public static class NetworkNames
 {
     public const string BridgePrefix = "kb-";
     public const string TapPrefix = "kt-";
+    public const string VxlanPrefix = "kx-";
 
     public static string Bridge(string nodeId, string networkId) => BridgePrefix + Hash($"{nodeId}/{networkId}", 10);
+
+    /// <summary>The VXLAN device that joins this node's bridge of a network to the other nodes' bridges of it.</summary>
+    public static string Vxlan(string nodeId, string networkId) => VxlanPrefix + Hash($"{nodeId}/{networkId}", 10);
 
     public static string Tap(string instanceId, int index = 0) => TapPrefix + Hash($"{instanceId}/{index}", 11);
 

@@ -9,6 +9,9 @@ public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, 
     /// <summary>Volumes plugged in at launch.</summary>
     public IReadOnlyList<VolumeAttachment> Volumes { get; init; } = [];
 
+    /// <summary>A cloud-init NoCloud seed attached as a read-only disk (VMs created with SSH keys or a password).</summary>
+    public NoCloudSeed? Seed { get; init; }
+
     /// <summary>Set for the target of a live migration: the guest arrives on this HOST:PORT instead of booting.</summary>
     public string? Incoming { get; init; }
 }

@@ -29,6 +29,9 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
     /// <summary>QEMU serves the serial port here to one client: the agent.</summary>
     public string QemuSerialSocket(string id) => Path.Combine(DirOf(id), "serial-qemu.sock");
 
+    /// <summary>The cloud-init NoCloud seed (see <see cref="NoCloudSeed"/>).</summary>
+    private string SeedImage(string id) => Path.Combine(DirOf(id), "seed.iso");
+
     public string ConsoleLog(string id) => Path.Combine(DirOf(id), "console.log");
 
     /// <summary>The endpoint the running QEMU's gdb stub was started on; a new QEMU has none (removed at launch).</summary>
@@ -89,6 +92,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
         await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
+        if (spec.Seed is { } seed) await seed.EnsureAsync(SeedImage(id), ct);
         var args = BuildArgs(spec);
         var r = await ProcessRunner.RunAsync(qemuBinary, args, ct, DirOf(id));
         if (r.ExitCode != 0)
@@ -136,6 +140,8 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         {
             args.AddRange(["-nic", "user,model=virtio-net-pci"]);
         }
+        if (spec.Seed is not null)
+            args.AddRange(["-drive", $"file={SeedImage(id)},if=virtio,format=raw,readonly=on,media=disk"]);
         AddVolumeArgs(args, spec.Volumes);
         if (spec.Incoming is { } incoming) args.AddRange(["-incoming", $"tcp:{incoming}"]);
         if (spec.Image.Kernel is { } kernel)

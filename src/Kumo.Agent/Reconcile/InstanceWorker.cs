@@ -263,7 +263,10 @@ internal sealed partial class InstanceWorker(
     {
         var progress = new Progress<string>(m => _ = ReportAsync(InstanceStates.Creating, m, d.BootGeneration, ct));
         var image = await images.ResolveAsync(d.Image, d.ImageId, d.ImageSha256, d.Readiness, progress, ct);
-        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct) };
+        var seed = d.ImageSshKeys.Length > 0 || d.ImagePasswordHash.Length > 0
+            ? new NoCloudSeed(d.Id, d.Name, d.ImageSshKeys, d.ImagePasswordHash)
+            : null;
+        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct), Seed = seed };
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>

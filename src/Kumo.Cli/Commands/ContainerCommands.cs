@@ -5,7 +5,7 @@ using Kumo.Core;
 
 namespace Kumo.Cli.Commands;
 
-/// <summary>kumo ct run | list | show | stop | start | restart | rm | logs | exec | attach: containers, the second instance type.</summary>
+/// <summary>kumo ct run | list | show | stop | start | restart | rm | logs | exec | attach | build: containers, the second instance type.</summary>
 internal static class ContainerCommands
 {
     public static Command Create(CliContext cli)
@@ -21,6 +21,7 @@ internal static class ContainerCommands
         ct.Subcommands.Add(ContainerSessionCommands.Logs(cli));
         ct.Subcommands.Add(ContainerSessionCommands.Exec(cli));
         ct.Subcommands.Add(ContainerSessionCommands.Attach(cli));
+        ct.Subcommands.Add(ContainerBuildCommand.Create(cli));
         return ct;
     }
 

@@ -37,16 +37,27 @@ internal static class VmCommands
         var labels = new Option<string[]>("--label") { Description = "Label key=value (repeatable)", HelpName = "KEY=VALUE" };
         var description = new Option<string?>("--description") { Description = "Free text shown by kumo vm show" };
         var network = new Option<string?>("--network") { Description = "Attach to this network of the project (see kumo network list)" };
+        var sshKeys = new Option<string[]>("--ssh-key")
+        {
+            Description = "OpenSSH public key file the guest's user authorizes, through cloud-init (repeatable; images with cloud-init, e.g. debian)",
+            HelpName = "FILE",
+        };
+        var passwordFile = new Option<string?>("--password-file")
+        {
+            Description = "File whose first line is the guest user's password (- reads stdin); kumod keeps only its hash",
+            HelpName = "FILE",
+        };
         var noWait = NoWait();
         var create = new Command("create", "Create a VM and wait until its guest is ready")
         {
-            name, image, cpus, memory, disk, node, stopped, labels, description, network, noWait,
+            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, noWait,
         };
         cli.Examples(create,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
             "kumo vm create db --image tiny --cpus 2 --memory 1G --disk 10G --node node-1",
             "kumo vm create later --image tiny --memory 256M --stopped --no-wait",
-            "kumo vm create a --network lab-net");
+            "kumo vm create a --network lab-net",
+            "kumo vm create d1 --image debian --memory 512M --ssh-key ~/.ssh/id_ed25519.pub");
         cli.SetAction(create, async run =>
         {
             var post = new InstancesPost
@@ -62,11 +73,37 @@ internal static class VmCommands
                 Labels = run.Get(labels) is { Length: > 0 } l ? Check.Labels(l, "--label") : null,
                 Description = run.Get(description),
                 Network = run.Get(network) is { } net ? Check.Name(net, "network name") : null,
+                SshKeys = run.Get(sshKeys) is { Length: > 0 } keys ? ReadKeys(keys) : null,
+                Password = run.Get(passwordFile) is { } pw ? ReadPassword(pw) : null,
             };
             var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
             return await OperationCommands.FinishAsync(run, operation, run.Get(noWait), _ => ShowResultAsync(run, post.Name));
         });
         return create;
+    }
+
+    /// <summary>The keys in the given files (kumod checks each one's form); a missing file is a usage error.</summary>
+    private static List<string> ReadKeys(string[] files)
+    {
+        var keys = new List<string>();
+        foreach (var f in files)
+        {
+            var path = f.StartsWith("~/", StringComparison.Ordinal)
+                ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), f[2..])
+                : f;
+            if (!File.Exists(path)) throw new UsageException($"--ssh-key {f}: no such file (give the public key file, e.g. ~/.ssh/id_ed25519.pub)");
+            keys.AddRange(File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')));
+        }
+        return keys;
+    }
+
+    private static string ReadPassword(string file)
+    {
+        string? line;
+        if (file == "-") line = Console.In.ReadLine();
+        else if (File.Exists(file)) line = File.ReadLines(file).FirstOrDefault();
+        else throw new UsageException($"--password-file {file}: no such file");
+        return line ?? throw new UsageException($"--password-file {file} is empty");
     }
 
     private static Command ListCommand(CliContext cli)

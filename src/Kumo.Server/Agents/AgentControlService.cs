@@ -37,8 +37,10 @@ public sealed class AgentControlService(
         var caller = await certificates.AuthenticateAsync(context);
         if (caller != request.NodeName)
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"the certificate of node {caller} cannot register node {request.NodeName}"));
+        if (request.VxlanAddress is { Length: > 0 } underlay && Core.Vxlan.ValidateUnderlay(underlay) is { } underlayError)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, underlayError));
         var id = await nodes.RegisterAsync(request.NodeName, request.Cpus, request.MemoryBytes, request.Accelerator,
-            request.Labels, request.AgentVersion, context.CancellationToken);
+            request.Labels, request.AgentVersion, context.CancellationToken, request.VxlanAddress);
         return new RegisterReply { NodeId = id, HeartbeatIntervalMs = (int)nodes.Health.HeartbeatInterval.TotalMilliseconds };
     }
 
@@ -150,6 +152,15 @@ public sealed class AgentControlService(
             "SELECT a.network_id, a.address, a.mac, i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id IN @networkIds ORDER BY i.name",
             new { networkIds }).ToLookup(h => h.NetworkId);
         var forwards = Networking.PortForwardService.ForNode(c, nodeId);
+        // VXLAN peers: the underlay addresses of the other nodes with a NIC on the network, when this node has VXLAN on.
+        var peers = c.ExecuteScalar<string?>("SELECT vxlan_address FROM nodes WHERE id = @nodeId", new { nodeId }) is null
+            ? Array.Empty<(string, string)>().ToLookup(p => p.Item1, p => p.Item2)
+            : c.Query<(string NetworkId, string Address)>(
+                """
+                SELECT DISTINCT a.network_id, n.vxlan_address FROM network_addresses a JOIN instances i ON i.id = a.instance_id
+                JOIN nodes n ON n.id = i.node_id
+                WHERE a.network_id IN @networkIds AND i.node_id != @nodeId AND n.vxlan_address IS NOT NULL ORDER BY n.vxlan_address
+                """, new { networkIds, nodeId }).ToLookup(p => p.NetworkId, p => p.Address);
         foreach (var n in c.Query<Networking.NetworkRow>("SELECT * FROM networks WHERE id IN @networkIds ORDER BY id", new { networkIds }))
         {
             var api = n.ToApi([]);
@@ -162,7 +173,9 @@ public sealed class AgentControlService(
                 Gateway = api.Gateway,
                 Nat = api.Nat,
                 DnsDomain = n.DnsDomain ?? "",
+                Vni = (uint)(n.Vni ?? 0),
             };
+            network.VxlanPeers.AddRange(peers[n.Id]);
             foreach (var h in hosts[n.Id])
                 network.Hosts.Add(new NetworkHost { Address = h.Address, Mac = h.Mac, Name = h.Name });
             foreach (var f in forwards[n.Id])
@@ -199,12 +212,14 @@ public sealed class AgentControlService(
     {
         var rows = c.Query<(string Id, string Name, string Type, string Image, long Cpus, long MemoryBytes, long DiskBytes,
             string DesiredPower, string StopMode, long BootGeneration, string? Readiness, string? ImageId, string? ImageSha256,
-            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort, string? Container, string Project, string? Owner)>(
+            string? SshKeys, string? PasswordHash, long RestoreGeneration, string? RestoreSnapshot, long? DebugPort, string? Container, string Project, string? Owner,
+            string? BuiltImageId)>(
             """
             SELECT i.id, i.name, i.type, i.image, i.cpus, i.memory_bytes, i.disk_bytes, i.desired_power, i.stop_mode, i.boot_generation,
                    COALESCE(s.readiness,
                        (SELECT readiness FROM images m WHERE m.name = i.image AND m.type = i.type AND m.project IN (i.project, 'system') LIMIT 1)),
-                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port, i.container, i.project, u.name
+                   s.id, s.sha256, i.ssh_keys, i.password_hash, i.restore_generation, i.restore_snapshot, d.port, i.container, i.project, u.name,
+                   (SELECT b.id FROM images b WHERE b.id = i.image_id AND b.node_id IS NOT NULL)
             FROM instances i LEFT JOIN images s ON s.id = i.image_id AND s.sha256 IS NOT NULL
                 LEFT JOIN debug_ports d ON d.instance_id = i.id
                 LEFT JOIN users u ON u.id = i.owner_id
@@ -236,6 +251,7 @@ public sealed class AgentControlService(
                 DebugEndpoint = r.DebugPort is { } port ? debug.EndpointOf(port) : "",
                 Project = r.Project,
                 Owner = r.Owner ?? "",
+                ContainerImage = r.BuiltImageId is { } built ? ContainerImageBuilds.EngineReference(built) : "",
             };
             if (Json.Container(r.Container) is { } spec)
             {

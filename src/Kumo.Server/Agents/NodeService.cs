@@ -30,9 +30,12 @@ public sealed class NodeService(
     public NodeHealthOptions Health => health.Value;
 
     public async Task<string> RegisterAsync(string name, int cpus, long memory, string accelerator,
-        IReadOnlyDictionary<string, string> labels, string? agentVersion, CancellationToken ct)
+        IReadOnlyDictionary<string, string> labels, string? agentVersion, CancellationToken ct, string? vxlanAddress = null)
     {
         if (Names.Validate(name, "node name") is { } error) throw ProblemException.Validation("name", error);
+        vxlanAddress = string.IsNullOrEmpty(vxlanAddress) ? null : vxlanAddress;
+        if (vxlanAddress is not null && Vxlan.ValidateUnderlay(vxlanAddress) is { } underlayError)
+            throw ProblemException.Validation("vxlanAddress", underlayError);
         var id = await db.WriteAsync(ctx =>
         {
             var c = ctx.Connection;
@@ -50,12 +53,16 @@ public sealed class NodeService(
             row.Accelerator = accelerator;
             row.Labels = Json.Labels(labels);
             row.AgentVersion = agentVersion;
+            var peersChanged = row.VxlanAddress != vxlanAddress;
+            row.VxlanAddress = vxlanAddress;
             row.LastHeartbeat = now;
+            // The other nodes' VXLAN peer lists name this node's address.
+            if (peersChanged) ctx.OnCommit(signals.NotifyAll);
             row.Version++;
             c.Execute(
                 """
                 UPDATE nodes SET health = @Health, cpus = @Cpus, memory_bytes = @MemoryBytes, accelerator = @Accelerator, labels = @Labels,
-                    agent_version = @AgentVersion, last_heartbeat = @LastHeartbeat, version = @Version WHERE id = @Id
+                    agent_version = @AgentVersion, vxlan_address = @VxlanAddress, last_heartbeat = @LastHeartbeat, version = @Version WHERE id = @Id
                 """, row, ctx.Transaction);
             scheduler.UpsertNode(ctx, row.Id, name, row.State, cpus, memory, labels);
             return row.Id;
@@ -171,6 +178,7 @@ public sealed class NodeService(
             Labels = Json.Labels(n.Labels),
             LastHeartbeat = _lastSeen.TryGetValue(n.Id, out var seen) ? seen : n.LastHeartbeat is null ? null : Json.Time(n.LastHeartbeat),
             AgentVersion = n.AgentVersion,
+            VxlanAddress = n.VxlanAddress,
             Version = n.Version,
             CreatedAt = Json.Time(n.CreatedAt),
             Metrics = metrics?.NodeView(n.Id),

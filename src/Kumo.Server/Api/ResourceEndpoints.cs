@@ -51,16 +51,37 @@ internal static class ResourceEndpoints
             return TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
         }).Accepts<Stream>("application/octet-stream").Produces<Operation>(202).Requires("image", "import");
 
+        g.MapPost("/build-base", async (BaseImageBuilder builder, HttpContext http, ImagesBuildBasePost? body, CancellationToken ct) =>
+        {
+            var op = await builder.BuildAsync(Caller.Of(http), body, ct);
+            return TypedResults.Accepted($"/api/v1/operations/{op.Id}", op);
+        }).Produces<Operation>(202).Requires("image", "build-base");
+
         g.MapGet("/{name}/content", async (ImageExport export, ProjectService p, HttpContext http, string name, string? format, string? project,
             CancellationToken ct) =>
             await export.WriteAsync(http, await p.ResolveAsync(Caller.Of(http), project, ct), name, format, ct))
             .Produces(200, contentType: "application/octet-stream").Requires("image", "export");
 
-        g.MapDelete("/{name}", async (ImageService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        // A built container image also leaves its node's engine; when the node cannot be reached now, it stays there.
+        g.MapDelete("/{name}", async (ImageService s, ContainerImageBuilds builds, ProjectService p, HttpContext http, string name, string? type,
+            string? project, CancellationToken ct) =>
         {
-            await s.DeleteAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct);
+            var removed = await s.DeleteAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, type, ct);
+            if (removed.NodeId is { } node) await builds.RemoveFromNodeAsync(removed.Id, node, ct);
             return TypedResults.NoContent();
         }).Requires("image", "delete");
+
+        // kumo ct build: the body is the build context (a tar), streamed in; the answer streams the build's output (NDJSON).
+        g.MapPost("/build", async (ContainerImageBuilds builds, ProjectService p, HttpContext http, string? name, string? node, string? dockerfile,
+            string? project, IOptions<ImageOptions> limits, CancellationToken ct) =>
+        {
+            var caller = Caller.Of(http);
+            var resolved = await p.ResolveAsync(caller, project, ct);
+            if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+                size.MaxRequestBodySize = limits.Value.MaxBuildContextBytes + 1;
+            await builds.BuildAsync(http, caller, resolved, new ContainerBuildRequest(name, node, dockerfile), ct);
+            return Results.Empty;
+        }).Accepts<Stream>("application/x-tar").Produces(200, contentType: "application/x-ndjson").Requires("image", "build");
     }
 
     public static void MapOperations(RouteGroupBuilder api)

@@ -44,6 +44,9 @@ public static class Policy
         [("image", "import")] = Access.User,
         [("image", "export")] = Access.User,
         [("image", "delete")] = Access.User,
+        [("image", "build")] = Access.User,
+        // Base images are shared by every project and take minutes of the control plane's machine to build.
+        [("image", "build-base")] = Access.Admin,
         [("instance", "list")] = Access.User,
         [("instance", "get")] = Access.User,
         [("instance", "create")] = Access.User,

@@ -17,7 +17,8 @@ public sealed class ImageService(Database db, ImageStorage storage, TimeProvider
     /// <remarks>The project has already been resolved for the caller (membership checked).</remarks>
     public Task<List<Image>> ListAsync(string project, string? type, CancellationToken ct) =>
         db.ReadAsync(c => c.Query<ImageRow>(
-            "SELECT * FROM images WHERE project IN (@project, @default, @system) AND (@type IS NULL OR type = @type) ORDER BY name",
+            "SELECT m.*, n.name AS node_name FROM images m LEFT JOIN nodes n ON n.id = m.node_id "
+            + "WHERE m.project IN (@project, @default, @system) AND (@type IS NULL OR m.type = @type) ORDER BY m.name",
             new { project, @default = InstanceService.DefaultProject, system = SystemProject, type }).Select(r => r.ToApi()).ToList(), ct);
 
     public async Task<Image> GetAsync(string project, string name, CancellationToken ct) => (await FindAsync(project, name, ct)).ToApi();
@@ -25,18 +26,28 @@ public sealed class ImageService(Database db, ImageStorage storage, TimeProvider
     internal async Task<ImageRow> FindAsync(string project, string name, CancellationToken ct) =>
         await db.ReadAsync(c => c.QueryFirstOrDefault<ImageRow>(
             // The project's own image wins over a shared one of the same name.
-            "SELECT * FROM images WHERE project IN (@project, @default, @system) AND name = @name ORDER BY project = @system, project = @default",
+            """
+            SELECT m.*, n.name AS node_name FROM images m LEFT JOIN nodes n ON n.id = m.node_id
+            WHERE m.project IN (@project, @default, @system) AND m.name = @name ORDER BY m.project = @system, m.project = @default
+            """,
             new { project, @default = InstanceService.DefaultProject, system = SystemProject, name }), ct)
         ?? throw ProblemException.NotFound("image", name);
 
-    /// <summary>Removes an image of the project; refused for built-ins and while any instance was made from it.</summary>
-    public async Task DeleteAsync(string project, string name, CancellationToken ct)
+    /// <summary>
+    /// Removes an image of the project (of <paramref name="type"/> when given: a vm and a container image may share a
+    /// name); refused for built-ins and while any instance was made from it. Returns the removed row: a built
+    /// container image still has to leave its node's engine.
+    /// </summary>
+    internal async Task<ImageRow> DeleteAsync(string project, string name, string? type, CancellationToken ct)
     {
-        var id = await db.WriteAsync(ctx =>
+        var removed = await db.WriteAsync(ctx =>
         {
             var row = ctx.Connection.QueryFirstOrDefault<ImageRow>(
-                "SELECT * FROM images WHERE project IN (@project, @default, @system) AND name = @name ORDER BY project = @system, project = @default",
-                new { project, @default = InstanceService.DefaultProject, system = SystemProject, name }, ctx.Transaction)
+                """
+                SELECT * FROM images WHERE project IN (@project, @default, @system) AND name = @name AND (@type IS NULL OR type = @type)
+                ORDER BY project = @system, project = @default
+                """,
+                new { project, @default = InstanceService.DefaultProject, system = SystemProject, name, type }, ctx.Transaction)
                 ?? throw ProblemException.NotFound("image", name);
             if (row.BuiltIn != 0 || row.Project == SystemProject)
                 throw ProblemException.InvalidState($"image '{name}' is built in and cannot be removed");
@@ -46,10 +57,11 @@ public sealed class ImageService(Database db, ImageStorage storage, TimeProvider
             if (users.Count > 0)
                 throw ProblemException.InvalidState($"image '{name}' is used by instance(s) {string.Join(", ", users)}; delete them first");
             ctx.Connection.Execute("DELETE FROM images WHERE id = @id", new { id = row.Id }, ctx.Transaction);
-            return row.Id;
+            return row;
         }, ct);
         // After the commit: a crash before this line leaves a file without a row, which start-up removes.
-        File.Delete(storage.PathOf(id));
+        File.Delete(storage.PathOf(removed.Id));
+        return removed;
     }
 
     /// <summary>The stored qcow2 of an image a node may fetch: one that an instance assigned to that node was made from.</summary>

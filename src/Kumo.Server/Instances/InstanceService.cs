@@ -67,6 +67,15 @@ public sealed class InstanceService(
         if (image.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
         if ((req.SshKeys.Count > 0 || req.Password is not null) && image.Sha256 is null)
             throw ProblemException.Validation("sshKeys", $"image '{image.Name}' has no cloud-init: SSH keys and passwords need an imported or built image");
+        // A built container image lives in one node's engine: its containers run there.
+        if (image.NodeId is { } imageNode)
+        {
+            var nodeName = await db.ReadAsync(c => c.QuerySingleOrDefault<string?>("SELECT name FROM nodes WHERE id = @imageNode", new { imageNode }), ct)
+                ?? throw ProblemException.Validation("image", $"image '{image.Name}' was built on a node that was removed; build it again");
+            if (req.Node is not null && req.Node != nodeName)
+                throw ProblemException.Validation("node", $"image '{image.Name}' was built on node {nodeName}; its containers run there (leave --node out)");
+            req = req with { Node = nodeName };
+        }
         var passwordHash = req.Password is null ? null : await PasswordCrypt.HashAsync(req.Password, ct);
         if (req.Node is not null && !scheduler.HasNode(req.Node))
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
@@ -171,6 +180,8 @@ public sealed class InstanceService(
             project: project, userId: caller.UserId);
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
+        // Other nodes on the network learn the new guest's name and, with VXLAN, this node as a peer.
+        if (nicNetworks.Count > 0) ctx.OnCommit(signals.NotifyAll);
         return new Created(op, row.Id, node.Name);
     }
 
@@ -393,7 +404,7 @@ public sealed class InstanceService(
         Snapshots.SnapshotService.RemoveAll(ctx, row.Id);
         Volumes.VolumeService.DetachAll(ctx, operations, row.Id);
         CloseUsage(ctx, row.Id);
-        NetworkService.Release(ctx, row.Id);
+        if (NetworkService.Release(ctx, row.Id) > 0) ctx.OnCommit(signals.NotifyAll);
         Monitoring.MeasuredUsage.Forget(ctx, row.Id);
         ctx.Connection.Execute("DELETE FROM instances WHERE id = @Id", row, ctx.Transaction);
         if (row.NodeId is { } nodeId)

@@ -16,6 +16,12 @@ public sealed class NetworkService(Database db, TimeProvider time)
 {
     public const int MaxDnsDomain = 253;
 
+    /// <summary>VNIs start above the 802.1Q range, so a site that maps VLAN n to VNI n never collides with Kumo's.</summary>
+    public const int FirstVni = 4096;
+
+    /// <summary>VNIs are 24 bits.</summary>
+    public const int MaxVni = (1 << 24) - 1;
+
     public Task<List<Network>> ListAsync(string project, CancellationToken ct) =>
         db.ReadAsync(c =>
         {
@@ -62,13 +68,33 @@ public sealed class NetworkService(Database db, TimeProvider time)
             DnsDomain = domain,
             OwnerId = caller.UserId,
             CreatedAt = Json.Now(time),
+            Vni = NextVni(ctx),
         };
         ctx.Connection.Execute(
             """
-                    INSERT INTO networks (id, name, project, subnet, nat, dns_domain, owner_id, created_at)
-                    VALUES (@Id, @Name, @Project, @Subnet, @Nat, @DnsDomain, @OwnerId, @CreatedAt)
-                    """, row, ctx.Transaction);
+            INSERT INTO networks (id, name, project, subnet, nat, dns_domain, owner_id, created_at, vni)
+            VALUES (@Id, @Name, @Project, @Subnet, @Nat, @DnsDomain, @OwnerId, @CreatedAt, @Vni)
+            """, row, ctx.Transaction);
         return row;
+    }
+
+    /// <summary>
+    /// The next VNI: one above the last one handed out (a counter, so a deleted network's VNI does not go to a new
+    /// network while some agent may still hold its VXLAN device); after the 24-bit space is used up once, the lowest
+    /// free one. Runs in the create write.
+    /// </summary>
+    internal static long NextVni(WriteContext ctx)
+    {
+        var next = ctx.Connection.ExecuteScalar<long>("UPDATE counters SET value = value + 1 WHERE name = 'vni' RETURNING value",
+            transaction: ctx.Transaction);
+        if (next <= MaxVni) return next;
+        var free = ctx.Connection.ExecuteScalar<long?>(
+            """
+            SELECT min(v) FROM (SELECT @FirstVni AS v UNION ALL SELECT vni + 1 FROM networks WHERE vni < @MaxVni)
+            WHERE NOT EXISTS (SELECT 1 FROM networks o WHERE o.vni = v)
+            """, new { FirstVni, MaxVni }, ctx.Transaction);
+        return free ?? throw new ProblemException(409, ProblemTypes.NoCapacity, "No VXLAN network identifier is free",
+            "all VNIs are in use; delete unused networks");
     }
 
     /// <summary>Deletes a network nobody uses; while an instance has an address on it the answer is 409 network-in-use.</summary>
@@ -152,7 +178,7 @@ public sealed class NetworkService(Database db, TimeProvider time)
     }
 
     /// <summary>Releases every address an instance holds (its delete).</summary>
-    internal static void Release(WriteContext ctx, string instanceId) =>
+    internal static int Release(WriteContext ctx, string instanceId) =>
         ctx.Connection.Execute("DELETE FROM network_addresses WHERE instance_id = @instanceId", new { instanceId }, ctx.Transaction);
 
     /// <summary>The NICs of instances, keyed by instance id.</summary>
@@ -225,6 +251,7 @@ internal sealed class NetworkRow
     public string? DnsDomain { get; set; }
     public string? OwnerId { get; set; }
     public string CreatedAt { get; set; } = "";
+    public long? Vni { get; set; }
 
     public Network ToApi(IReadOnlyList<NetworkAddress> addresses) => new()
     {
@@ -235,6 +262,7 @@ internal sealed class NetworkRow
         Gateway = Cidr.Format(Cidr.Parse(Subnet).First),
         Nat = Nat != 0,
         DnsDomain = DnsDomain,
+        Vni = (int)(Vni ?? 0),
         Addresses = addresses,
         CreatedAt = Json.Time(CreatedAt),
     };

@@ -317,7 +317,23 @@ internal static class Migrations
         );
         CREATE INDEX port_forwards_instance ON port_forwards (instance_id);
         """,
-        // 15: virtual clusters (a frontend plus compute nodes on a private network, created and removed as one) and
+        // 15: container images built with kumo ct build live in one node's engine: the node they were built on (null for
+        // the catalogue's other images). Instances of such an image are placed on that node.
+        """
+        ALTER TABLE images ADD COLUMN node_id TEXT;
+        """,
+        // 16: VXLAN between agents: a node's underlay address (NULL: VXLAN disabled there) and one VNI per network,
+        // unique; existing networks get VNIs above 4095 in creation order. The counter remembers the last VNI handed
+        // out, so a deleted network's VNI is not given to the next one.
+        """
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        ALTER TABLE nodes ADD COLUMN vxlan_address TEXT;
+        ALTER TABLE networks ADD COLUMN vni INTEGER;
+        UPDATE networks SET vni = 4095 + (SELECT count(*) FROM networks o WHERE o.created_at < networks.created_at
+            OR (o.created_at = networks.created_at AND o.id <= networks.id));
+        CREATE UNIQUE INDEX networks_vni ON networks (vni);
+        INSERT INTO counters (name, value) VALUES ('vni', (SELECT COALESCE(max(vni), 4095) FROM networks));
+        // 17: virtual clusters (a frontend plus compute nodes on a private network, created and removed as one) and
         // their reservation windows. Members point at their cluster; the networks a cluster made are removed with it.
         """
         CREATE TABLE clusters (

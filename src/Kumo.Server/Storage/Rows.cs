@@ -19,6 +19,7 @@ internal sealed class NodeRow
     public string? AgentVersion { get; set; }
     public long Version { get; set; }
     public string CreatedAt { get; set; } = "";
+    public string? VxlanAddress { get; set; }
 
     public string State => Health == NodeStates.Down ? NodeStates.Down : Draining != 0 ? NodeStates.Draining : NodeStates.Ready;
 }
@@ -102,10 +103,15 @@ internal sealed class ImageRow
     public long? SizeBytes { get; set; }
     public long? VirtualSizeBytes { get; set; }
     public string? SourceFormat { get; set; }
+    public string? NodeId { get; set; }
+
+    /// <summary>Joined from nodes when the query asks for it (node_name).</summary>
+    public string? NodeName { get; set; }
     public string CreatedAt { get; set; } = "";
 
     public Image ToApi() => new()
     {
+        Node = NodeName,
         Sha256 = Sha256,
         SizeBytes = SizeBytes,
         VirtualSizeBytes = VirtualSizeBytes,

@@ -43,14 +43,19 @@ public sealed class DaemonProcess : IDisposable
         }
     }
 
-    public static DaemonProcess Start(string dll, IEnumerable<string> args)
+    /// <summary>Starts `dotnet DLL ARGS`, inside network namespace <paramref name="netns"/> when given (ip netns exec execs, so the pid is dotnet's).</summary>
+    public static DaemonProcess Start(string dll, IEnumerable<string> args, string? netns = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
+        }
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_NOLOGO"] = "1";

@@ -15,8 +15,11 @@ public sealed class KumoEnvironment : IAsyncDisposable
     private readonly string? _suppliedCa;
     private bool _cliTrusts;
 
-    private KumoEnvironment(bool allInOne, string[] serverArgs, string imagesDir)
+    private readonly string _agentHost;
+
+    private KumoEnvironment(bool allInOne, string[] serverArgs, string imagesDir, string agentHost = "127.0.0.1")
     {
+        _agentHost = agentHost;
         _allInOne = allInOne;
         _serverArgs = serverArgs;
         ImagesDir = imagesDir;
@@ -42,7 +45,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
 
     public DaemonProcess? Server { get; private set; }
     public string Url => $"{(_insecureHttp ? "http" : "https")}://127.0.0.1:{ApiPort}";
-    public string AgentUrl => $"https://127.0.0.1:{AgentPort}";
+    public string AgentUrl => $"https://{_agentHost}:{AgentPort}";
 
     /// <summary>The CA clients pin: kumod's own (STATE/pki/ca.crt), or the one given with --tls-ca.</summary>
     public string CaPath => _suppliedCa ?? Path.Combine(StateDir, "pki", "ca.crt");
@@ -60,6 +63,17 @@ public sealed class KumoEnvironment : IAsyncDisposable
         return env;
     }
 
+    /// <summary>
+    /// kumod without a local agent, its agent endpoint on <paramref name="agentHost"/> (an address the test put on a
+    /// veth or bridge) so agents in other network namespaces can reach it.
+    /// </summary>
+    public static async Task<KumoEnvironment> StartWithAgentHostAsync(string agentHost)
+    {
+        var env = new KumoEnvironment(false, [], await TestImages.DirAsync(), agentHost);
+        await env.StartServerAsync();
+        return env;
+    }
+
     /// <summary>Starts (or restarts) kumod; <paramref name="extraArgs"/> apply to this start only.</summary>
     public async Task StartServerAsync(params string[] extraArgs)
     {
@@ -67,7 +81,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
         {
             "--state-dir", StateDir,
             "--listen", $"127.0.0.1:{ApiPort}",
-            "--agent-listen", $"127.0.0.1:{AgentPort}",
+            "--agent-listen", $"{_agentHost}:{AgentPort}",
             "--proxy-listen", $"127.0.0.1:{ProxyPort}",
             "--images-dir", ImagesDir,
         };
@@ -117,7 +131,11 @@ public sealed class KumoEnvironment : IAsyncDisposable
     /// Starts a separate kumo-agent with its own state dir and declared capacity. An agent without a certificate in its
     /// state dir joins with a fresh token and kumod's CA file, as an admin would set up a new machine.
     /// </summary>
-    public async Task<DaemonProcess> StartAgentAsync(string name, int cpus = 2, string memory = "2G", params string[] extra)
+    public Task<DaemonProcess> StartAgentAsync(string name, int cpus = 2, string memory = "2G", params string[] extra) =>
+        StartAgentInAsync(null, name, cpus, memory, extra);
+
+    /// <summary>As <see cref="StartAgentAsync"/>, inside network namespace <paramref name="netns"/> (its guests, taps and bridges too).</summary>
+    public async Task<DaemonProcess> StartAgentInAsync(string? netns, string name, int cpus = 2, string memory = "2G", params string[] extra)
     {
         var args = new List<string>
         {
@@ -133,7 +151,7 @@ public sealed class KumoEnvironment : IAsyncDisposable
         args.AddRange(extra);
         if (!File.Exists(Path.Combine(AgentStateDir(name), "pki", "node.crt")) && !extra.Contains("--join-token"))
             args.AddRange(["--join-token", (await Api.CreateNodeTokenAsync()).Token, "--ca", CaPath]);
-        var agent = DaemonProcess.Start(Repo.AgentDll, args);
+        var agent = DaemonProcess.Start(Repo.AgentDll, args, netns);
         _agents.Add(agent);
         await WaitUntilAsync(async () =>
         {

@@ -71,6 +71,10 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/images/import"] = new(Login, Ok, Ok, Ok),
         ["GET /api/v1/images/{name}/content"] = new(Login, Ok, Ok, Ok),
         ["DELETE /api/v1/images/{name}"] = new(Login, Ok, Ok, Ok),
+        // Builds land in the caller's own project like imports; without a name the handler refuses it (400).
+        ["POST /api/v1/images/build"] = new(Login, Ok, Ok, Ok),
+        // Base images are shared by all projects and cost minutes to build: admins only (an unknown distro is a 400 after).
+        ["POST /api/v1/images/build-base"] = new(Login, Deny, Deny, Ok),
         ["GET /api/v1/instances"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/instances"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}"] = new(Login, Ok, Hide, Ok),
@@ -571,6 +575,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
             "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),
             "POST /api/v1/tokens" => Json(new TokensPost { Name = "matrix" }),
+            "POST /api/v1/images/build-base" => Json(new ImagesBuildBasePost { Distro = "no-such-distro" }),
             "POST /api/v1/projects/{name}/members" => Json(new MemberPost { User = "dave" }),
             "PUT /api/v1/quotas/{scope}/{name}" => Json(new { }),
             "PUT /api/v1/instances/{name}" => Json(new InstancePut { Description = "matrix" }),

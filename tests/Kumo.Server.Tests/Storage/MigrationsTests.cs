@@ -20,8 +20,8 @@ public sealed class MigrationsTests : IDisposable
         using var c = db.Open();
         Assert.Equal(Migrations.Latest, Migrations.CurrentVersion(c));
         var objects = c.Query<string>("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name");
-        Assert.Equal(["audit", "audit_time", "audit_user", "clusters", "debug_ports", "images", "instances", "instances_cluster", "instances_image", "instances_node", "instances_owner", "instances_project", "join_tokens",
-            "measured_cursors", "measured_usage", "measured_usage_hour", "migrations", "network_addresses", "network_addresses_instance", "networks", "node_certificates", "node_certificates_node", "nodes", "operations", "operations_pending", "port_forwards", "port_forwards_instance",
+        Assert.Equal(["audit", "audit_time", "audit_user", "clusters", "counters", "debug_ports", "images", "instances", "instances_cluster", "instances_image", "instances_node", "instances_owner", "instances_project", "join_tokens",
+            "measured_cursors", "measured_usage", "measured_usage_hour", "migrations", "network_addresses", "network_addresses_instance", "networks", "networks_vni", "node_certificates", "node_certificates_node", "nodes", "operations", "operations_pending", "port_forwards", "port_forwards_instance",
             "project_members", "projects", "quotas", "snapshots", "tokens", "tokens_user", "usage_intervals", "usage_intervals_open", "usage_intervals_owner",
             "usage_intervals_project", "users", "volumes", "volumes_instance", "volumes_node"], objects);
     }
@@ -54,6 +54,29 @@ public sealed class MigrationsTests : IDisposable
         Assert.Equal(("web", "running", 3L, "n1"), row);
         await new Database(_dir.File("fresh.db")).DisposeAsync();
         Assert.Equal(Schema(_dir.File("fresh.db")), Schema(path));
+    }
+
+    [Fact]
+    public async Task Open_OnVersion14Database_GivesEveryNetworkItsOwnVniInCreationOrder()
+    {
+        var path = _dir.File("v14.db");
+        using (var old = OpenRaw(path))
+        {
+            for (var v = 0; v < 14; v++) old.Execute(Migrations.All[v] + $"\nPRAGMA user_version = {v + 1};");
+            old.Execute(
+                """
+                INSERT INTO networks (id, name, project, subnet, created_at) VALUES ('b', 'second', 'default', '10.77.2.0/24', '2026-01-02T00:00:00.0000000+00:00');
+                INSERT INTO networks (id, name, project, subnet, created_at) VALUES ('a', 'first', 'default', '10.77.1.0/24', '2026-01-01T00:00:00.0000000+00:00');
+                INSERT INTO networks (id, name, project, subnet, created_at) VALUES ('c', 'third', 'other', '10.77.1.0/24', '2026-01-02T00:00:00.0000000+00:00');
+                """);
+        }
+
+        await using var db = new Database(path);
+
+        using var c = db.Open();
+        var vnis = c.Query<(string Id, long Vni)>("SELECT id, vni FROM networks ORDER BY id").ToList();
+        Assert.Equal([("a", 4096L), ("b", 4097L), ("c", 4098L)], vnis);
+        Assert.Equal(4098L, c.ExecuteScalar<long>("SELECT value FROM counters WHERE name = 'vni'"));
     }
 
     [Fact]

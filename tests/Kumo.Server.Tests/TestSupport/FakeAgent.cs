@@ -31,7 +31,8 @@ public sealed class FakeAgent : IAsyncDisposable
 
     public string NodeId { get; private set; } = "";
 
-    public static async Task<FakeAgent> StartAsync(TestServer server, string nodeName, int cpus = 8, long memoryBytes = 16 * ByteSize.GiB)
+    public static async Task<FakeAgent> StartAsync(TestServer server, string nodeName, int cpus = 8, long memoryBytes = 16 * ByteSize.GiB,
+        string vxlanAddress = "")
     {
         var certificate = await server.App.Services.GetRequiredService<NodeCertificates>().IssueLocalAsync(nodeName, CancellationToken.None);
         var agent = new FakeAgent(server, certificate);
@@ -43,6 +44,7 @@ public sealed class FakeAgent : IAsyncDisposable
             Accelerator = "kvm",
             AgentVersion = "fake",
             Simulated = true,
+            VxlanAddress = vxlanAddress,
         });
         agent.NodeId = reply.NodeId;
         var interval = TimeSpan.FromMilliseconds(reply.HeartbeatIntervalMs);
