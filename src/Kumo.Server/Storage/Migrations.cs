@@ -333,6 +333,7 @@ internal static class Migrations
             OR (o.created_at = networks.created_at AND o.id <= networks.id));
         CREATE UNIQUE INDEX networks_vni ON networks (vni);
         INSERT INTO counters (name, value) VALUES ('vni', (SELECT COALESCE(max(vni), 4095) FROM networks));
+        """,
         // 17: virtual clusters (a frontend plus compute nodes on a private network, created and removed as one) and
         // their reservation windows. Members point at their cluster; the networks a cluster made are removed with it.
         """
