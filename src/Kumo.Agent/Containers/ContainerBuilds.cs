@@ -102,12 +102,20 @@ public sealed partial class ContainerBuilds(ContainerEngine engine, ILogger<Cont
             }
             // The service writes the containers.conf the podman CLI (busybox import) reads: start it first.
             var client = await engine.ClientAsync(ct);
-            // FROM busybox and FROM debian must resolve locally: no registry is reachable.
+            // FROM busybox must resolve locally: no registry is reachable.
             await BaseImages.EnsureBusyboxAsync(engine, ct);
-            if (BaseImagesNamed(await ReadEntryAsync(tar, dockerfile, ct)).Contains("debian"))
+            // So must FROM debian, which this node builds with mmdebstrap the first time something uses it.
+            if (BaseImages.NamesDebian(await BaseImages.ReadMemberAsync(tar, dockerfile, ct)))
             {
+                // Said only when it is really made: a node that has it starts the build at once.
                 if ((await engine.PodmanAsync(["image", "exists", BaseImages.DebianReference], ct)).ExitCode != 0)
-                    await call.SendAsync(new ConsoleFrame { Data = ByteString.CopyFromUtf8("kumo: making the debian base image on this node first (once per node; minutes)\n"), Stream = 1 });
+                {
+                    await call.SendAsync(new ConsoleFrame
+                    {
+                        Data = ByteString.CopyFromUtf8("preparing the debian base image on this node (mmdebstrap on first use, minutes)\n"),
+                        Stream = 1,
+                    });
+                }
                 await BaseImages.EnsureDebianAsync(engine, ct);
             }
             LogBuilding(request.BuildReference, dockerfile);
@@ -158,38 +166,6 @@ public sealed partial class ContainerBuilds(ContainerEngine engine, ILogger<Cont
         {
             File.Delete(tar);
         }
-    }
-
-    /// <summary>The node's base images a build file starts from (FROM busybox, FROM localhost/debian:latest, ...).</summary>
-    public static HashSet<string> BaseImagesNamed(string dockerfile)
-    {
-        var named = new HashSet<string>(StringComparer.Ordinal);
-        foreach (System.Text.RegularExpressions.Match m in FromLine().Matches(dockerfile))
-        {
-            var image = m.Groups["image"].Value.ToLowerInvariant();
-            if (image.StartsWith("localhost/", StringComparison.Ordinal)) image = image["localhost/".Length..];
-            if (image.EndsWith(":latest", StringComparison.Ordinal)) image = image[..^":latest".Length];
-            named.Add(image);
-        }
-        return named;
-    }
-
-    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*FROM\s+(?:--\S+\s+)*(?<image>\S+)",
-        System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
-    private static partial System.Text.RegularExpressions.Regex FromLine();
-
-    /// <summary>The text of one file in the context (the build file; CheckAsync has made sure it is there).</summary>
-    private static async Task<string> ReadEntryAsync(string tar, string path, CancellationToken ct)
-    {
-        await using var file = File.OpenRead(tar);
-        await using var reader = new System.Formats.Tar.TarReader(file);
-        while (await reader.GetNextEntryAsync(copyData: false, ct) is { } entry)
-        {
-            if (BuildContexts.Normalize(entry.Name) != path || entry.DataStream is null) continue;
-            using var text = new StreamReader(entry.DataStream);
-            return await text.ReadToEndAsync(ct);
-        }
-        return "";
     }
 
     /// <summary>Writes kumod's data frames to <paramref name="path"/> until it closes its input; a message when over the limit.</summary>

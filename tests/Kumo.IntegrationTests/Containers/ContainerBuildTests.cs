@@ -241,41 +241,6 @@ public sealed class ContainerBuildTests(BuildKumo fixture) : IClassFixture<Build
     }
 
     [Fact]
-    public async Task Build_FromDebian_UsesTheNodesOwnDebianBase_Offline()
-    {
-        // The node makes its debian base (mmdebstrap, minutes) the first time something needs it; a container run
-        // without waiting makes it here, so the CLI's own time limit does not cut the build short.
-        Ok(await Env.CliAsync("image", "build-base", "debian", "--type", "container"));
-        Ok(await Alice("ct", "run", "debprep", "--image", "debian", "--no-wait", "--", "sleep", "600"));
-        await ApiClient.EventuallyAsync(async () =>
-        {
-            using var r = await SendAsync(HttpMethod.Get, "/api/v1/instances/debprep");
-            return (await r.Content.ReadFromJsonAsync<Instance>(ApiClient.Json))!;
-        }, i => i.State is "running" or "error", TimeSpan.FromMinutes(15), "the debian container running");
-        Ok(await Alice("ct", "rm", "debprep", "--force"));
-        var token = Guid.NewGuid().ToString("n");
-        var dir = Context("deb", ("Containerfile", $"FROM debian\nRUN echo deb-{token} > /token && cat /etc/debian_version\n"));
-
-        var build = await Alice("ct", "build", dir, "-t", "debapp");
-        Ok(build);
-        Assert.Matches(@"(?m)^12\.\d+", build.Out);
-
-        Ok(await Alice("ct", "run", "deb1", "--image", "debapp", "--", "sleep", "600"));
-        var read = await Alice("ct", "exec", "deb1", "--", "sh", "-c", "cat /token; grep VERSION_CODENAME /etc/os-release");
-        Ok(read);
-        Assert.Contains($"deb-{token}", read.Out);
-        Assert.Contains("bookworm", read.Out);
-        Ok(await Alice("ct", "rm", "deb1", "--force"));
-        Ok(await Alice("image", "rm", "debapp", "--type", "container"));
-    }
-
-    [Theory]
-    [InlineData("FROM busybox\nRUN x\n", "busybox")]
-    [InlineData("# syntax\nfrom --platform=linux/amd64 localhost/debian:latest AS base\nFROM base\n", "debian,base")]
-    public void BaseImagesNamed_ReadsEveryFromLine(string dockerfile, string expected) =>
-        Assert.Equal(expected.Split(',').Order(), ContainerBuilds.BaseImagesNamed(dockerfile).Order());
-
-    [Fact]
     public async Task BuiltImages_AreProjectScoped_AnotherUserCannotRunThem()
     {
         Ok(await Alice("ct", "build", Context("mine", ("Dockerfile", "FROM busybox\n")), "-t", "mine"));
