@@ -21,6 +21,9 @@ public sealed partial class KumoClient
             Content = new ProgressStreamContent(context, uploaded),
         };
         request.Content.Headers.ContentType = new("application/x-tar");
+        // kumod refuses a context over its limit (or a bad name, a name taken) before reading it: with 100-continue the
+        // tar is not sent into a refusal, and the refusal is read instead of a broken upload.
+        request.Headers.ExpectContinue = true;
         if (context.CanSeek) request.Content.Headers.ContentLength = context.Length - context.Position;
         using var response = await SendRawAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         try

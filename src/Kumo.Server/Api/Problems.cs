@@ -21,6 +21,9 @@ public static partial class Problems
         if (ctx.Response.HasStarted) return;
         ctx.Response.Clear();
         ctx.Response.StatusCode = e.Status;
+        // A refused upload's body was not read to its end: close the connection, so the client cannot send its next
+        // request into the rest of it (or onto a connection the server is about to drop).
+        if (e.Status == 413) ctx.Response.Headers.Connection = "close";
         ctx.Response.ContentType = "application/problem+json";
         await JsonSerializer.SerializeAsync(ctx.Response.Body, e.ToProblem(ctx.Request.Path), Json, ctx.RequestAborted);
     }
