@@ -12,10 +12,14 @@ internal sealed record SeenEvent(double AtMs, string Status, string? Message);
 internal static class KumoClient
 {
     /// <summary>POSTs an instance and follows its operation's SSE stream until a final status; returns every event seen.</summary>
-    public static async Task<List<SeenEvent>> CreateAndWaitReadyAsync(HttpClient http, string name, CancellationToken ct)
+    public static Task<List<SeenEvent>> CreateAndWaitReadyAsync(HttpClient http, string name, CancellationToken ct) =>
+        CreateAndWaitReadyAsync(http, name, new { name }, ct);
+
+    /// <summary>As above, with a full POST body (network, memory, ...).</summary>
+    public static async Task<List<SeenEvent>> CreateAndWaitReadyAsync(HttpClient http, string name, object body, CancellationToken ct)
     {
         var start = Stopwatch.GetTimestamp();
-        using var post = await http.PostAsJsonAsync("/api/v1/instances", new { name }, ct);
+        using var post = await http.PostAsJsonAsync("/api/v1/instances", body, ct);
         if (post.StatusCode != HttpStatusCode.Accepted)
             throw new InvalidOperationException($"create {name}: {(int)post.StatusCode} {await post.Content.ReadAsStringAsync(ct)}");
         var op = await post.Content.ReadFromJsonAsync<JsonElement>(ct);
