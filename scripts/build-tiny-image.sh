@@ -11,7 +11,7 @@
 # Guest contract (the host agent depends on it) - see the /init below:
 #   * serial console ttyS0; cmdline "console=ttyS0 quiet panic=-1"; prints "kumo tiny: booted".
 #   * /dev/vda (first virtio disk): formatted ext2 if blank, mounted at /data.
-#   * eth0 (if present): up, udhcpc in the background (never delays readiness).
+#   * every ethN: up, udhcpc in the background (never delays readiness).
 #   * virtio-serial port named "kumo.ready": guest writes "KUMO_READY\n" once after boot
 #     (blocks until the host connects); then per line received: "ping" -> "KUMO_READY",
 #     "poweroff" -> "KUMO_BYE", sync, umount /data, poweroff -f.
@@ -198,9 +198,11 @@ bound|renew)
         ip route del default dev "$interface" 2>/dev/null
         for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
-    : >/etc/resolv.conf
-    [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
-    for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+    # One file per NIC, merged: each network's dnsmasq knows only its own names.
+    : >"/run/resolv.$interface"
+    [ -n "$domain" ] && echo "search $domain" >>"/run/resolv.$interface"
+    for d in $dns; do echo "nameserver $d" >>"/run/resolv.$interface"; done
+    cat /run/resolv.* >/etc/resolv.conf 2>/dev/null
     [ "$1" = bound ] && echo "kumo tiny: $interface $ip/${mask:-24}" >/dev/console
     ;;
 esac
@@ -248,11 +250,13 @@ setup_data() {
 }
 setup_data
 
-# --- network: DHCP on eth0 in the background ---
-if [ -e /sys/class/net/eth0 ]; then
-    ip link set eth0 up
-    udhcpc -i eth0 -b -S -s /etc/udhcpc/default.script >/dev/null 2>&1 &
-fi
+# --- network: DHCP on every NIC in the background (a cluster frontend has two) ---
+for nic in /sys/class/net/eth*; do
+    [ -e "$nic" ] || continue
+    nic=${nic##*/}
+    ip link set "$nic" up
+    udhcpc -i "$nic" -b -S -s /etc/udhcpc/default.script >/dev/null 2>&1 &
+done
 
 do_poweroff() {
     sync

@@ -222,6 +222,71 @@ internal sealed partial class Output
         ("Created", Time(n.CreatedAt)),
         ("Id", n.Id));
 
+    public IRenderable Clusters(IReadOnlyList<Cluster> clusters)
+    {
+        var table = Table("NAME", "STATE", "NODES", "RUNNING", "FRONTEND", "PUBLIC PORT", "WINDOW");
+        foreach (var c in clusters)
+        {
+            var frontend = c.Members.FirstOrDefault(m => m.Role == "frontend");
+            AddRow(table, c.Name, c.State, c.Nodes.ToString(CultureInfo.InvariantCulture),
+                $"{c.Members.Count(m => m.State == InstanceStates.Running)}/{c.Nodes + 1}",
+                frontend is null ? null : $"{frontend.Name} {frontend.ExternalAddress}", c.PublicPort?.ToString(CultureInfo.InvariantCulture), Window(c.Start, c.End));
+        }
+        return table;
+    }
+
+    public static IRenderable Cluster(Cluster c)
+    {
+        var rows = new List<(string, string?)>
+        {
+            ("Name", c.Name),
+            ("Project", c.Project),
+            ("Owner", c.Owner),
+            ("State", c.Message is null ? c.State : $"{c.State} ({c.Message})"),
+            ("Frontend", $"{c.FrontendImage}, {c.FrontendCpus} vCPU, {Size(c.FrontendMemoryBytes)}"),
+            ("Nodes", $"{c.Nodes} x {c.NodeImage}, {c.NodeCpus} vCPU, {Size(c.NodeMemoryBytes)}"),
+            ("Private", $"{c.PrivateNetwork} {c.PrivateSubnet}"),
+            ("External", c.ExternalNetwork),
+            ("Public port", c.PublicPort is { } p ? $"node port {p} -> frontend port {c.ExposePort}" : null),
+            ("Reservation", Window(c.Start, c.End)),
+            ("Created", Time(c.CreatedAt)),
+            ("Id", c.Id),
+        };
+        foreach (var m in c.Members)
+            rows.Add(($"  {m.Name}", $"{m.Role}, {m.State}, node {m.Node ?? "-"}, private {m.PrivateAddress ?? "-"}" + (m.ExternalAddress is { } e ? $", external {e}" : "")));
+        foreach (var e in c.Events.TakeLast(10))
+            rows.Add(($"  {Time(e.At)}", $"{e.Kind}: {e.Message}"));
+        return Details([.. rows]);
+    }
+
+    public IRenderable Reservations(IReadOnlyList<Reservation> reservations)
+    {
+        var table = Table("NAME", "START", "END", "STATE", "NODE", "CPUS", "MEMORY");
+        foreach (var r in reservations)
+            AddRow(table, r.Name, Time(r.Start), Time(r.End), r.State, r.Node, r.Cpus.ToString(CultureInfo.InvariantCulture), Size(r.MemoryBytes));
+        return table;
+    }
+
+    public static IRenderable Reservation(Reservation r)
+    {
+        var rows = new List<(string, string?)>
+        {
+            ("Name", r.Name),
+            ("Project", r.Project),
+            ("Owner", r.Owner),
+            ("Window", Window(r.Start, r.End)),
+            ("State", r.State),
+            ("Node", r.Node),
+            ("Holds", $"{r.Cpus} vCPU, {Size(r.MemoryBytes)}"),
+        };
+        foreach (var e in r.Events.TakeLast(10))
+            rows.Add(($"  {Time(e.At)}", $"{e.Kind}: {e.Message}"));
+        return Details([.. rows]);
+    }
+
+    private static string? Window(DateTimeOffset? start, DateTimeOffset? end) =>
+        end is null ? null : $"{Time(start)} .. {Time(end)}";
+
     public IRenderable Instances(IReadOnlyList<Instance> instances)
     {
         var table = Table("NAME", "STATE", "NODE", "IMAGE", "CPUS", "MEMORY", "DISK", "CREATED");

@@ -56,6 +56,9 @@ public static class ProblemTypes
 
     /// <summary>A container build's context past kumod's limit (--build-context-max).</summary>
     public const string BuildContextTooLarge = Base + "build-context-too-large";
+
+    /// <summary>A reservation window does not fit: capacity is already reserved by the named windows.</summary>
+    public const string ReservationConflict = Base + "reservation-conflict";
 }
 
 /// <summary>RFC 9457 problem details as Kumo sends them.</summary>

@@ -45,6 +45,7 @@ public sealed record KumoServerOptions
     public Monitoring.MetricsOptions Metrics { get; init; } = new();
     public Debugging.DebugPortOptions Debug { get; init; } = new();
     public Networking.PortForwardOptions PortForwards { get; init; } = new();
+    public Clusters.ClusterOptions Clusters { get; init; } = new();
     public LiveMigration.MigrationOptions Migration { get; init; } = new();
 
     /// <summary>The reverse proxy for containers; off unless <see cref="ProxyOptions.Endpoint"/> is set (kumod's default: 127.0.0.1:7480).</summary>
@@ -132,6 +133,9 @@ public static partial class KumoServer
         s.AddSingleton<Networking.NetworkService>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.PortForwards));
         s.AddSingleton<Networking.PortForwardService>();
+        s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Clusters));
+        s.AddSingleton<Clusters.ClusterService>();
+        s.AddHostedService<Clusters.ClusterReconciler>();
         s.AddSingleton<Snapshots.SnapshotService>();
         s.AddSingleton<Volumes.VolumeService>();
         s.AddSingleton<NodeService>();
@@ -208,6 +212,7 @@ public static partial class KumoServer
         InstanceEndpoints.Map(api);
         NetworkEndpoints.Map(api);
         PortForwardEndpoints.Map(api);
+        ClusterEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         VolumeEndpoints.Map(api);
         ConsoleEndpoints.Map(api);

@@ -19,6 +19,7 @@ public sealed class PersistedValuesTests
         { typeof(ReadinessModes), ["Marker=marker", "Timeout=timeout", "None=none"] },
         { typeof(SnapshotStates), ["Creating=creating", "Ready=ready", "Deleting=deleting"] },
         { typeof(VolumeStates), ["Available=available", "Attaching=attaching", "Attached=attached", "Detaching=detaching", "Deleting=deleting"] },
+        { typeof(ClusterStates), ["Scheduled=scheduled", "Creating=creating", "Ready=ready", "Degraded=degraded", "Scaling=scaling", "RollingBack=rolling-back", "Deleting=deleting", "Ending=ending", "Ended=ended", "Failed=failed"] },
         { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {
             typeof(ProblemTypes),
@@ -51,6 +52,7 @@ public sealed class PersistedValuesTests
                 "DebugPortsExhausted=https://kumo.dev/problems/debug-ports-exhausted",
                 "BuildContextRejected=https://kumo.dev/problems/build-context-rejected",
                 "BuildContextTooLarge=https://kumo.dev/problems/build-context-too-large",
+                "ReservationConflict=https://kumo.dev/problems/reservation-conflict",
             ]
         },
     };

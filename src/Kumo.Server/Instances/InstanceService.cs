@@ -61,9 +61,7 @@ public sealed class InstanceService(
         var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
         // The project's own image first, then one shared through 'default' or 'system'.
-        var image = await db.ReadAsync(c => c.QueryFirstOrDefault<ImageRow>(
-            "SELECT * FROM images WHERE project IN (@project, @default, 'system') AND type = @type AND name = @name ORDER BY project = 'system', project = @default",
-            new { project, @default = DefaultProject, type = req.Type, name = req.Image }), ct)
+        var image = await db.ReadAsync(c => FindImage(c, null, project, req.Type, req.Image), ct)
             ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
         // A disk smaller than the image would cut the guest's file systems off: it gets at least the image's size.
         if (image.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
@@ -83,7 +81,7 @@ public sealed class InstanceService(
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
         try
         {
-            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash), ct);
+            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash).Operation, ct);
         }
         catch (SqliteException e) when (e.SqliteErrorCode == 19)
         {
@@ -91,16 +89,36 @@ public sealed class InstanceService(
         }
     }
 
+    /// <summary>The project's own image first, then one shared through 'default' or 'system'.</summary>
+    internal static ImageRow? FindImage(SqliteConnection c, SqliteTransaction? tx, string project, string type, string name) =>
+        c.QueryFirstOrDefault<ImageRow>(
+            "SELECT * FROM images WHERE project IN (@project, @default, 'system') AND type = @type AND name = @name ORDER BY project = 'system', project = @default",
+            new { project, @default = DefaultProject, type, name }, tx);
+
+    /// <summary>Result of a create inside a write: its operation, the new instance's id and the node it was placed on.</summary>
+    internal readonly record struct Created(Operation Operation, string InstanceId, string NodeName);
+
+    /// <summary>
+    /// Creates an instance inside the caller's write: quota, placement, the row, IPAM on every network in
+    /// <paramref name="nicNetworks"/> (the request's own network when null), and the create operation.
+    /// </summary>
     /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
-    private Operation Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash)
+    internal Created Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash,
+        IReadOnlyList<string>? nicNetworks = null, string? clusterId = null)
     {
+        nicNetworks ??= req.Network is null ? [] : [req.Network];
         // Quota and placement in the same write: concurrent creates cannot overshoot either.
         quotas.Check(ctx, caller, project, new QuotaService.Request(req.Type, req.Cpus, req.MemoryBytes, req.DiskBytes));
 
         Scheduler.NodeView node;
         try
         {
-            var excluded = req.Network is null ? null : NetworkService.NodesWithOverlappingNetworks(ctx, project, req.Network);
+            Dictionary<string, string>? excluded = null;
+            foreach (var network in nicNetworks)
+            {
+                excluded ??= new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var (excludedNode, why) in NetworkService.NodesWithOverlappingNetworks(ctx, project, network)) excluded.TryAdd(excludedNode, why);
+            }
             node = scheduler.Place(ctx, new PlacementRequest(req.Cpus, req.MemoryBytes, req.Node, req.NodeSelector, excluded));
         }
         catch (NoCapacityException e)
@@ -136,6 +154,7 @@ public sealed class InstanceService(
             Labels = Json.Labels(req.Labels),
             Description = req.Description,
             Container = Json.Container(container),
+            ClusterId = clusterId,
             Version = 1,
             CreatedAt = now,
             UpdatedAt = now,
@@ -143,11 +162,11 @@ public sealed class InstanceService(
         ctx.Execute(
             """
             INSERT INTO instances (id, name, project, owner_id, type, image, cpus, memory_bytes, disk_bytes, node_id, state, desired_power,
-                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at, image_id, ssh_keys, password_hash, container)
+                stop_mode, boot_generation, status_message, labels, description, version, created_at, updated_at, image_id, ssh_keys, password_hash, container, cluster_id)
             VALUES ($id, $name, $project, $owner, $type, $image, $cpus, $memory, $disk, $node, $state, $desired,
-                $stop, $gen, $message, $labels, $description, $version, $created, $updated, $imageId, $sshKeys, $passwordHash, $container)
+                $stop, $gen, $message, $labels, $description, $version, $created, $updated, $imageId, $sshKeys, $passwordHash, $container, $cluster)
             """,
-            ("$container", row.Container),
+            ("$container", row.Container), ("$cluster", row.ClusterId),
             ("$imageId", row.ImageId), ("$sshKeys", row.SshKeys), ("$passwordHash", row.PasswordHash),
             ("$id", row.Id), ("$name", row.Name), ("$project", row.Project), ("$owner", row.OwnerId), ("$type", row.Type), ("$image", row.Image),
             ("$cpus", row.Cpus), ("$memory", row.MemoryBytes), ("$disk", row.DiskBytes), ("$node", row.NodeId), ("$state", row.State),
@@ -155,15 +174,15 @@ public sealed class InstanceService(
             ("$labels", row.Labels), ("$description", row.Description), ("$version", row.Version), ("$created", row.CreatedAt),
             ("$updated", row.UpdatedAt));
         // IPAM in the same write: a failure further on gives the address back with everything else.
-        if (req.Network is not null) networks.Allocate(ctx, project, req.Network, row.Id, row.Name);
+        foreach (var network in nicNetworks) networks.Allocate(ctx, project, network, row.Id, row.Name);
         var op = operations.Insert(ctx, "create", req.Name, row.Id,
             req.Stopped ? InstanceStates.Stopped : InstanceStates.Running, row.BootGeneration, $"placed on node {node.Name}", supersede: false,
             project: project, userId: caller.UserId);
         var nodeId = node.Id;
         ctx.OnCommit(() => signals.Notify(nodeId));
         // Other nodes on the network learn the new guest's name and, with VXLAN, this node as a peer.
-        if (req.Network is not null) ctx.OnCommit(signals.NotifyAll);
-        return op;
+        if (nicNetworks.Count > 0) ctx.OnCommit(signals.NotifyAll);
+        return new Created(op, row.Id, node.Name);
     }
 
     /// <summary>
@@ -265,9 +284,12 @@ public sealed class InstanceService(
         }
     }
 
-    private Operation Delete(WriteContext ctx, Caller caller, string project, string name, bool force)
+    /// <remarks>The cluster service deletes members with force; a user's plain delete of one is refused (use the cluster's commands).</remarks>
+    internal Operation Delete(WriteContext ctx, Caller caller, string project, string name, bool force)
     {
         var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
+        if (row.ClusterId is not null && !force)
+            throw ProblemException.InvalidState($"instance '{name}' is a member of a virtual cluster; use kumo cluster scale or kumo cluster delete (or --force to remove just this member)");
         var active = row.State is InstanceStates.Running or InstanceStates.Starting or InstanceStates.Stopping or InstanceStates.Creating
             || row.DesiredPower == PowerStates.Running;
         if (active && !force && row.DesiredPower != PowerStates.Deleted)

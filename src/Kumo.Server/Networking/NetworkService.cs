@@ -40,39 +40,42 @@ public sealed class NetworkService(Database db, TimeProvider time)
         var (name, subnet, domain) = Validate(body);
         try
         {
-            return await db.WriteAsync(ctx =>
-            {
-                foreach (var other in ctx.Connection.Query<NetworkRow>("SELECT * FROM networks WHERE project = @project", new { project }, ctx.Transaction))
-                {
-                    if (other.Name == name) throw ProblemException.Conflict($"a network named '{name}' already exists in project '{project}'");
-                    if (Cidr.Parse(other.Subnet).Overlaps(subnet))
-                        throw new ProblemException(409, ProblemTypes.SubnetOverlap, "The subnet overlaps another network of this project",
-                            $"{subnet} overlaps network '{other.Name}' ({other.Subnet}) in project '{project}'; choose a subnet that does not");
-                }
-                var row = new NetworkRow
-                {
-                    Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
-                    Name = name,
-                    Project = project,
-                    Subnet = subnet.ToString(),
-                    Nat = body!.Nat == true ? 1 : 0,
-                    DnsDomain = domain,
-                    OwnerId = caller.UserId,
-                    CreatedAt = Json.Now(time),
-                    Vni = NextVni(ctx),
-                };
-                ctx.Connection.Execute(
-                    """
-                    INSERT INTO networks (id, name, project, subnet, nat, dns_domain, owner_id, created_at, vni)
-                    VALUES (@Id, @Name, @Project, @Subnet, @Nat, @DnsDomain, @OwnerId, @CreatedAt, @Vni)
-                    """, row, ctx.Transaction);
-                return row.ToApi([]);
-            }, ct);
+            return await db.WriteAsync(ctx => Create(ctx, caller, project, name, subnet, body!.Nat == true, domain).ToApi([]), ct);
         }
         catch (SqliteException e) when (e.SqliteErrorCode == 19)
         {
             throw ProblemException.Conflict($"a network named '{name}' already exists in project '{project}'");
         }
+    }
+
+    /// <summary>Creates a network inside a write (a cluster makes its networks in the write that places its members).</summary>
+    internal NetworkRow Create(WriteContext ctx, Caller caller, string project, string name, Cidr subnet, bool nat, string? domain)
+    {
+        foreach (var other in ctx.Connection.Query<NetworkRow>("SELECT * FROM networks WHERE project = @project", new { project }, ctx.Transaction))
+        {
+            if (other.Name == name) throw ProblemException.Conflict($"a network named '{name}' already exists in project '{project}'");
+            if (Cidr.Parse(other.Subnet).Overlaps(subnet))
+                throw new ProblemException(409, ProblemTypes.SubnetOverlap, "The subnet overlaps another network of this project",
+                    $"{subnet} overlaps network '{other.Name}' ({other.Subnet}) in project '{project}'; choose a subnet that does not");
+        }
+        var row = new NetworkRow
+        {
+            Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
+            Name = name,
+            Project = project,
+            Subnet = subnet.ToString(),
+            Nat = nat ? 1 : 0,
+            DnsDomain = domain,
+            OwnerId = caller.UserId,
+            CreatedAt = Json.Now(time),
+            Vni = NextVni(ctx),
+        };
+        ctx.Connection.Execute(
+            """
+            INSERT INTO networks (id, name, project, subnet, nat, dns_domain, owner_id, created_at, vni)
+            VALUES (@Id, @Name, @Project, @Subnet, @Nat, @DnsDomain, @OwnerId, @CreatedAt, @Vni)
+            """, row, ctx.Transaction);
+        return row;
     }
 
     /// <summary>
@@ -96,20 +99,27 @@ public sealed class NetworkService(Database db, TimeProvider time)
 
     /// <summary>Deletes a network nobody uses; while an instance has an address on it the answer is 409 network-in-use.</summary>
     public Task DeleteAsync(string project, string name, CancellationToken ct) =>
-        db.WriteAsync(ctx =>
-        {
-            var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("network", name);
-            var users = ctx.Connection.Query<string>(
-                "SELECT i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id = @Id ORDER BY i.name",
-                new { row.Id }, ctx.Transaction).ToList();
-            if (users.Count > 0)
-                throw new ProblemException(409, ProblemTypes.NetworkInUse, "The network is in use",
-                    $"network '{name}' is used by instance{(users.Count > 1 ? "s" : "")} {string.Join(", ", users.Take(10).Select(u => $"'{u}'"))}"
-                    + (users.Count > 10 ? $" and {users.Count - 10} more" : "") + "; delete them first");
-            // Addresses of instances already gone (their row removed by force) go with the network.
-            ctx.Connection.Execute("DELETE FROM network_addresses WHERE network_id = @Id", new { row.Id }, ctx.Transaction);
-            ctx.Connection.Execute("DELETE FROM networks WHERE id = @Id", new { row.Id }, ctx.Transaction);
-        }, ct);
+        db.WriteAsync(ctx => Delete(ctx, project, name), ct);
+
+    internal static void Delete(WriteContext ctx, string project, string name)
+    {
+        var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("network", name);
+        var users = ctx.Connection.Query<string>(
+            "SELECT i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id = @Id ORDER BY i.name",
+            new { row.Id }, ctx.Transaction).ToList();
+        if (users.Count > 0)
+            throw new ProblemException(409, ProblemTypes.NetworkInUse, "The network is in use",
+                $"network '{name}' is used by instance{(users.Count > 1 ? "s" : "")} {string.Join(", ", users.Take(10).Select(u => $"'{u}'"))}"
+                + (users.Count > 10 ? $" and {users.Count - 10} more" : "") + "; delete them first");
+        // Addresses of instances already gone (their row removed by force) go with the network.
+        ctx.Connection.Execute("DELETE FROM network_addresses WHERE network_id = @Id", new { row.Id }, ctx.Transaction);
+        ctx.Connection.Execute("DELETE FROM networks WHERE id = @Id", new { row.Id }, ctx.Transaction);
+    }
+
+    /// <summary>Subnets of every network in the cloud (all projects), for picking a free one.</summary>
+    internal static List<Cidr> AllSubnets(WriteContext ctx) =>
+        ctx.Connection.Query<string>("SELECT subnet FROM networks", transaction: ctx.Transaction).Select(Cidr.Parse).ToList();
+
 
     /// <summary>
     /// IPAM: gives an instance's NIC the lowest free address of the network (the gateway, network and broadcast
@@ -217,7 +227,7 @@ public sealed class NetworkService(Database db, TimeProvider time)
         return $"52:54:00:{b[0]:x2}:{b[1]:x2}:{b[2]:x2}";
     }
 
-    private static NetworkRow? Find(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
+    internal static NetworkRow? Find(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
         c.QuerySingleOrDefault<NetworkRow>("SELECT * FROM networks WHERE project = @project AND name = @name", new { project, name }, tx);
 
     private static List<NetworkAddress> Addresses(SqliteConnection c, SqliteTransaction? tx, string where, object args) =>

@@ -48,43 +48,49 @@ public sealed class PortForwardService(Database db, InstanceService instances, N
         var vm = await instances.GetOwnedAsync(caller, project, instance, "port forwards", ct);
         if (vm.Type != InstanceTypes.Vm)
             throw ProblemException.InvalidState($"instance '{instance}' is a {vm.Type}; containers publish ports with kumo ct run -p");
-        return await db.WriteAsync(ctx =>
+        return await db.WriteAsync(ctx => Add(ctx, vm.Id, instance, vm.NodeId, null, port, publicPort, protocol), ct);
+    }
+
+    /// <summary>
+    /// Adds a forward inside a write, to the instance's NIC on <paramref name="networkId"/> (or its first NIC). The
+    /// public port is the one asked for or the lowest free one of the range.
+    /// </summary>
+    internal PortForward Add(WriteContext ctx, string instanceId, string instance, string? nodeId, string? networkId, int port, int? publicPort, string protocol)
+    {
+        var c = ctx.Connection;
+        var nic = c.QueryFirstOrDefault<(string NetworkId, string Address)?>(
+            "SELECT a.network_id, a.address FROM network_addresses a JOIN networks n ON n.id = a.network_id WHERE a.instance_id = @instanceId AND (@networkId IS NULL OR n.id = @networkId) ORDER BY n.name",
+            new { instanceId, networkId }, ctx.Transaction)
+            ?? throw ProblemException.InvalidState(
+                $"instance '{instance}' is not on a tenant network (it has QEMU's user-mode network); create it with --network NET to forward ports to it");
+        if (c.ExecuteScalar<long>("SELECT count(*) FROM port_forwards WHERE instance_id = @instanceId", new { instanceId }, ctx.Transaction) >= MaxPerInstance)
+            throw ProblemException.InvalidState($"instance '{instance}' already has {MaxPerInstance} port forwards, the most one instance may have");
+        var taken = c.Query<long>("SELECT public_port FROM port_forwards WHERE protocol = @protocol", new { protocol }, ctx.Transaction).ToHashSet();
+        if (publicPort is { } wanted)
         {
-            var c = ctx.Connection;
-            var nic = c.QueryFirstOrDefault<(string NetworkId, string Address)?>(
-                "SELECT a.network_id, a.address FROM network_addresses a JOIN networks n ON n.id = a.network_id WHERE a.instance_id = @Id ORDER BY n.name",
-                vm, ctx.Transaction)
-                ?? throw ProblemException.InvalidState(
-                    $"instance '{instance}' is not on a tenant network (it has QEMU's user-mode network); create it with --network NET to forward ports to it");
-            if (c.ExecuteScalar<long>("SELECT count(*) FROM port_forwards WHERE instance_id = @Id", vm, ctx.Transaction) >= MaxPerInstance)
-                throw ProblemException.InvalidState($"instance '{instance}' already has {MaxPerInstance} port forwards, the most one instance may have");
-            var taken = c.Query<long>("SELECT public_port FROM port_forwards WHERE protocol = @protocol", new { protocol }, ctx.Transaction).ToHashSet();
-            if (publicPort is { } wanted)
-            {
-                if (taken.Contains(wanted))
-                    throw ProblemException.Conflict($"public port {wanted}/{protocol} is already forwarded; choose another or omit --public to get a free one");
-            }
-            else
-            {
-                publicPort = Enumerable.Range(Range.First, Range.Last - Range.First + 1).Cast<int?>()
-                    .FirstOrDefault(p => !taken.Contains(p!.Value) && !Range.Reserved.Contains(p.Value))
-                    ?? throw ProblemException.InvalidState($"every port of the forward range {Range.First}-{Range.Last} is taken for {protocol}");
-            }
-            try
-            {
-                c.Execute(
-                    """
+            if (taken.Contains(wanted))
+                throw ProblemException.Conflict($"public port {wanted}/{protocol} is already forwarded; choose another or omit --public to get a free one");
+        }
+        else
+        {
+            publicPort = Enumerable.Range(Range.First, Range.Last - Range.First + 1).Cast<int?>()
+                .FirstOrDefault(p => !taken.Contains(p!.Value) && !Range.Reserved.Contains(p.Value))
+                ?? throw ProblemException.InvalidState($"every port of the forward range {Range.First}-{Range.Last} is taken for {protocol}");
+        }
+        try
+        {
+            c.Execute(
+                """
                     INSERT INTO port_forwards (protocol, public_port, instance_id, network_id, address, port, created_at)
                     VALUES (@protocol, @publicPort, @Id, @NetworkId, @Address, @port, @at)
-                    """, new { protocol, publicPort, vm.Id, nic.NetworkId, nic.Address, port, at = Json.Now(time) }, ctx.Transaction);
-            }
-            catch (SqliteException e) when (e.SqliteErrorCode == 19)
-            {
-                throw ProblemException.Conflict($"public port {publicPort}/{protocol} is already forwarded");
-            }
-            if (vm.NodeId is { } nodeId) ctx.OnCommit(() => signals.Notify(nodeId));
-            return Query(c, ctx.Transaction, "f.protocol = @protocol AND f.public_port = @publicPort", new { protocol, publicPort }).Single();
-        }, ct);
+                    """, new { protocol, publicPort, Id = instanceId, nic.NetworkId, nic.Address, port, at = Json.Now(time) }, ctx.Transaction);
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == 19)
+        {
+            throw ProblemException.Conflict($"public port {publicPort}/{protocol} is already forwarded");
+        }
+        if (nodeId is not null) ctx.OnCommit(() => signals.Notify(nodeId));
+        return Query(c, ctx.Transaction, "f.protocol = @protocol AND f.public_port = @publicPort", new { protocol, publicPort }).Single();
     }
 
     public async Task DeleteAsync(Caller caller, string project, string instance, int publicPort, string? protocol, CancellationToken ct)

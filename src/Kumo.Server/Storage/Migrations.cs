@@ -334,6 +334,43 @@ internal static class Migrations
         CREATE UNIQUE INDEX networks_vni ON networks (vni);
         INSERT INTO counters (name, value) VALUES ('vni', (SELECT COALESCE(max(vni), 4095) FROM networks));
         """,
+        // 17: virtual clusters (a frontend plus compute nodes on a private network, created and removed as one) and
+        // their reservation windows. Members point at their cluster; the networks a cluster made are removed with it.
+        """
+        CREATE TABLE clusters (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            project TEXT NOT NULL,
+            owner_id TEXT,
+            state TEXT NOT NULL,
+            message TEXT,
+            nodes INTEGER NOT NULL,
+            frontend_image TEXT NOT NULL,
+            frontend_cpus INTEGER NOT NULL,
+            frontend_memory_bytes INTEGER NOT NULL,
+            node_image TEXT NOT NULL,
+            node_cpus INTEGER NOT NULL,
+            node_memory_bytes INTEGER NOT NULL,
+            private_network TEXT NOT NULL,
+            private_subnet TEXT NOT NULL,
+            external_network TEXT NOT NULL,
+            external_subnet TEXT,
+            owns_external INTEGER NOT NULL,
+            expose_port INTEGER,
+            public_port INTEGER,
+            node_id TEXT,
+            start_at TEXT,
+            end_at TEXT,
+            warned INTEGER NOT NULL DEFAULT 0,
+            operation_id TEXT,
+            events TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (project, name)
+        );
+        ALTER TABLE instances ADD COLUMN cluster_id TEXT;
+        CREATE INDEX instances_cluster ON instances (cluster_id) WHERE cluster_id IS NOT NULL;
+        """,
     ];
 
     public static int Latest => All.Count;

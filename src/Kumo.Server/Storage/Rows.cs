@@ -50,6 +50,9 @@ internal sealed class InstanceRow
 
     public long RestoreGeneration { get; set; }
     public string? RestoreSnapshot { get; set; }
+
+    /// <summary>The virtual cluster this instance is a member of, if any.</summary>
+    public string? ClusterId { get; set; }
     public string Labels { get; set; } = "{}";
     public string? Description { get; set; }
     public long Version { get; set; }

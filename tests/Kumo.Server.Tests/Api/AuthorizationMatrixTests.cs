@@ -89,6 +89,14 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/networks"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
+        // Clusters and their reservations live in a project too; bob naming alice's project gets 404.
+        ["GET /api/v1/clusters"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/clusters"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/clusters/{name}"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/clusters/{name}"] = new(Login, Ok, Hide, Ok),
+        ["POST /api/v1/clusters/{name}/scale"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/reservations"] = new(Login, Ok, Hide, Ok),
+        ["GET /api/v1/reservations/{name}"] = new(Login, Ok, Hide, Ok),
         // Port forwards of alice's project and VM: hers and the admin's; bob does not learn they exist.
         ["GET /api/v1/port-forwards"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/port-forwards"] = new(Login, Ok, Hide, Ok),
@@ -542,6 +550,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             if (template.StartsWith("/api/v1/instances", StringComparison.Ordinal))
                 path = path.Replace("{name}", "web").Replace("{snapshot}", "no-such-snapshot").Replace("{publicPort}", "2222") + "?project=alice";
             if (template == "/api/v1/port-forwards") path += "?project=alice";
+            // A cluster that does not exist: 404 past the policy, so no row creates or destroys anything.
+            if (template.StartsWith("/api/v1/clusters", StringComparison.Ordinal) || template.StartsWith("/api/v1/reservations", StringComparison.Ordinal))
+                path = path.Replace("{name}", "no-such-cluster") + "?project=alice";
             if (template.StartsWith("/api/v1/volumes", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-volume") + "?project=alice";
             if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
             if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
@@ -560,7 +571,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         {
             // Bodies that pass the policy and then fail validation, so nothing is created, changed or throttled.
             "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" or "POST /api/v1/networks"
-                or "POST /api/v1/instances/{name}/port-forwards" => Json(new { }),
+                or "POST /api/v1/instances/{name}/port-forwards" or "POST /api/v1/clusters" or "POST /api/v1/clusters/{name}/scale" => Json(new { }),
             // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
             "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),
             "POST /api/v1/tokens" => Json(new TokensPost { Name = "matrix" }),

@@ -100,6 +100,8 @@ public sealed class TestServer : IAsyncDisposable
         }, b =>
         {
             b.Logging.ClearProviders();
+            // KUMO_TEST_LOG=1 shows kumod's log in the test output, for when a 500 needs its stack trace.
+            if (Environment.GetEnvironmentVariable("KUMO_TEST_LOG") == "1") b.Logging.AddConsole();
             if (settings.Time is not null)
                 b.Services.AddSingleton(settings.Time);
             settings.Configure?.Invoke(b);

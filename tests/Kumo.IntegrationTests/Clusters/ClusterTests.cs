@@ -1,0 +1,173 @@
+using System.Net.Http.Json;
+using Kumo.Core;
+using Kumo.IntegrationTests.Infrastructure;
+using Kumo.IntegrationTests.Networking;
+
+namespace Kumo.IntegrationTests.Clusters;
+
+/// <summary>
+/// Virtual clusters of real TCG guests on real bridges, dnsmasq and nftables, driven through the real CLI: the frontend
+/// reaches every compute node on the private network, scaling adds and removes guests, and deleting, rolling back or
+/// the end of a reservation leaves nothing on the host.
+/// </summary>
+[Trait("Category", "Slow")]
+public sealed class ClusterTests : IAsyncLifetime
+{
+    private KumoEnvironment _env = null!;
+    private string? _table;
+
+    private string AgentDir => Path.Combine(_env.StateDir, "agent");
+
+    // A guest that never signals readiness must fail in seconds, not the default three minutes.
+    public async Task InitializeAsync()
+    {
+        _env = await KumoEnvironment.StartAsync(true, "--ready-timeout-seconds", "30");
+        _table = NetworkHost.TableOf((await _env.Api.NodesAsync()).Single(n => n.Name == "local").Id);
+    }
+
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            await NetworkHost.CleanUpAsync(AgentDir, _table);
+        }
+        finally
+        {
+            await _env.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Create_FrontendReachesEveryNode_ScaleUpAndDown_AndDeleteLeavesNothingBehind()
+    {
+        var created = await _env.CliAsync("cluster", "create", "hpc", "--nodes", "2", "--node-memory", "128M", "--frontend-memory", "128M", "--subnet", "10.66.1.0/24");
+        Ok(created);
+        Assert.Contains("ready (all 3 members running)", created.Out, StringComparison.Ordinal);
+
+        var cluster = await GetAsync("hpc");
+        Assert.Equal(["hpc-fe", "hpc-n1", "hpc-n2"], cluster.Members.Select(m => m.Name));
+        var frontend = await InstanceAsync("hpc-fe");
+        Assert.Equal(["hpc-ext", "hpc-net"], frontend.Nics.Select(n => n.Network));
+        await FrontendReachesAsync(frontend, cluster);
+
+        Ok(await _env.CliAsync("cluster", "scale", "hpc", "--nodes", "3"));
+        cluster = await GetAsync("hpc");
+        Assert.Equal(["hpc-fe", "hpc-n1", "hpc-n2", "hpc-n3"], cluster.Members.Select(m => m.Name));
+        await FrontendReachesAsync(frontend, cluster);
+
+        Ok(await _env.CliAsync("cluster", "scale", "hpc", "--nodes", "1"));
+        cluster = await GetAsync("hpc");
+        Assert.True(cluster.State == ClusterStates.Ready, $"{cluster.State}: {cluster.Message}");
+        Assert.Equal(["hpc-fe", "hpc-n1"], cluster.Members.Select(m => m.Name));
+
+        var recorded = NetworkHost.Recorded(AgentDir);
+        Assert.Equal(2, recorded.Count);
+        var deleted = await _env.CliAsync("cluster", "delete", "hpc");
+        Ok(deleted);
+        Assert.Contains("cluster hpc deleted", deleted.Out, StringComparison.Ordinal);
+        await AssertHostCleanAsync(recorded);
+    }
+
+    [Fact]
+    public async Task AMemberFailingAfterTheFrontendRuns_RollsTheWholeClusterBack()
+    {
+        // A boot sector that halts (cli; hlt; jmp back): the guest never signals readiness and the agent puts it in error.
+        var stuck = Path.Combine(_env.StateDir, "stuck.img");
+        var disk = new byte[1024 * 1024];
+        new byte[] { 0xFA, 0xF4, 0xEB, 0xFD }.CopyTo(disk, 0);
+        (disk[510], disk[511]) = (0x55, 0xAA);
+        await File.WriteAllBytesAsync(stuck, disk);
+        Ok(await _env.CliAsync("image", "import", stuck, "--name", "stuck", "--readiness", "marker"));
+
+        var create = _env.CliAsync("cluster", "create", "roll", "--nodes", "1", "--node-image", "stuck", "--subnet", "10.66.2.0/24",
+            "--frontend-memory", "128M", "--node-memory", "64M");
+        var sawFrontendRunning = false;
+        while (!create.IsCompleted)
+        {
+            using var r = await _env.Api.Http.GetAsync("/api/v1/clusters/roll");
+            if (r.IsSuccessStatusCode)
+                sawFrontendRunning |= (await r.Content.ReadFromJsonAsync<Cluster>(ApiClient.Json))!.Members.Any(m => m.Role == "frontend" && m.State == InstanceStates.Running);
+            await Task.WhenAny(create, Task.Delay(500));
+        }
+        var result = await create;
+
+        Assert.True(sawFrontendRunning, "the frontend never ran before the rollback");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("member 'roll-n1' failed while the cluster was being created", result.Err, StringComparison.Ordinal);
+        Assert.Contains("rolled back", result.Err, StringComparison.Ordinal);
+        using (var gone = await _env.Api.Http.GetAsync("/api/v1/clusters/roll"))
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, gone.StatusCode);
+        await AssertHostCleanAsync([]);
+    }
+
+    [Fact]
+    public async Task AShortReservation_StartsOnItsOwn_WarnsBeforeTheEnd_AndReleasesEverything()
+    {
+        var reserved = await _env.CliAsync("cluster", "create", "short", "--nodes", "1", "--subnet", "10.66.3.0/24",
+            "--frontend-memory", "128M", "--node-memory", "128M", "--start", "+5s", "--end", "+90s");
+        Ok(reserved);
+        Assert.Contains("scheduled", reserved.Out, StringComparison.Ordinal);
+        var list = await _env.CliAsync("reservation", "list");
+        Ok(list);
+        Assert.Contains("short", list.Out, StringComparison.Ordinal);
+        Assert.Empty(_env.QemuPids());
+
+        await KumoEnvironment.WaitUntilAsync(async () => (await GetAsync("short")).State == ClusterStates.Ready, TimeSpan.FromSeconds(80),
+            "the reservation to start and its members to run");
+        Assert.Equal(2, _env.QemuPids().Count);
+
+        await KumoEnvironment.WaitUntilAsync(async () => (await GetAsync("short")).State == ClusterStates.Ended, TimeSpan.FromSeconds(150),
+            "the reservation to end and release its members");
+        var ended = await GetAsync("short");
+        Assert.Equal(["reserved", "started", "ready", "ending-soon", "ending", "ended"], ended.Events.Select(e => e.Kind));
+        var show = await _env.CliAsync("reservation", "show", "short");
+        Ok(show);
+        Assert.Contains("ending-soon", show.Out, StringComparison.Ordinal);
+        await AssertHostCleanAsync([]);
+    }
+
+    /// <summary>Every compute node got its address by DHCP and answers the frontend's pings over the private network.</summary>
+    private async Task FrontendReachesAsync(Instance frontend, Cluster cluster)
+    {
+        // Both of the frontend's NICs take their DHCP lease in the background.
+        var last = "";
+        await KumoEnvironment.WaitUntilAsync(
+            async () =>
+            {
+                last = await NetworkHost.GuestRunAsync(_env, frontend, "ip -4 addr");
+                return frontend.Nics.All(n => last.Contains($"inet {n.Address}/", StringComparison.Ordinal));
+            },
+            TimeSpan.FromSeconds(90), $"the frontend to get {string.Join(" and ", frontend.Nics.Select(n => n.Address))} by DHCP (last: {last})");
+        foreach (var member in cluster.Members.Where(m => m.Role == "node"))
+        {
+            await NetworkHost.WaitForAddressAsync(_env, await InstanceAsync(member.Name));
+            var ping = await NetworkHost.GuestRunAsync(_env, frontend, $"ping -c 2 -W 5 {member.PrivateAddress}");
+            Assert.True(ping.Contains(" 0% packet loss", StringComparison.Ordinal), $"{member.Name}: {ping}");
+        }
+        // The private network's dnsmasq knows every member by name.
+        var lookup = await NetworkHost.GuestRunAsync(_env, frontend, $"nslookup {cluster.Members[^1].Name} {Gateway(cluster.PrivateSubnet)}");
+        Assert.Contains(cluster.Members[^1].PrivateAddress!, lookup, StringComparison.Ordinal);
+    }
+
+    private async Task AssertHostCleanAsync(List<(string Id, string Bridge)> recorded)
+    {
+        await KumoEnvironment.WaitUntilAsync(async () => NetworkHost.Recorded(AgentDir).Count == 0 && !await NetworkHost.TableExistsAsync(_table!),
+            TimeSpan.FromSeconds(90), "the agent to tear the cluster's networks down");
+        foreach (var (_, bridge) in recorded)
+            Assert.False(Directory.Exists($"/sys/class/net/{bridge}"), $"bridge {bridge} is left");
+        Assert.Empty(NetworkHost.Dnsmasq(AgentDir));
+        Assert.Empty(_env.QemuPids());
+        Assert.Empty((await _env.Api.Http.GetFromJsonAsync<List<Instance>>("/api/v1/instances", ApiClient.Json))!);
+        Assert.Empty((await _env.Api.Http.GetFromJsonAsync<List<Network>>("/api/v1/networks", ApiClient.Json))!);
+        Assert.Empty((await _env.Api.Http.GetFromJsonAsync<List<PortForward>>("/api/v1/port-forwards", ApiClient.Json))!);
+    }
+
+    private static string Gateway(string subnet) => Cidr.Format(Cidr.Parse(subnet).First);
+
+    private async Task<Cluster> GetAsync(string name) =>
+        (await _env.Api.Http.GetFromJsonAsync<Cluster>($"/api/v1/clusters/{name}", ApiClient.Json))!;
+
+    private async Task<Instance> InstanceAsync(string name) => (await _env.Api.GetAsync(name))!;
+
+    private static void Ok(CliResult r) => Assert.True(r.ExitCode == 0, $"exit {r.ExitCode}\nstdout: {r.Out}\nstderr: {r.Err}");
+}
