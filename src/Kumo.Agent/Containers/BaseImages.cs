@@ -8,7 +8,7 @@ namespace Kumo.Agent.Containers;
 /// <c>FROM busybox</c> resolves locally. <c>debian</c> is a Debian 12 minbase rootfs that scripts/build-debian-image.sh
 /// makes with mmdebstrap from the Debian mirror, imported as <c>localhost/debian:latest</c> (so <c>FROM debian</c> works).
 /// </summary>
-public static class BaseImages
+public static partial class BaseImages
 {
     public const string BusyboxReference = "localhost/busybox:latest";
     public const string DebianReference = "localhost/debian:latest";
@@ -88,6 +88,28 @@ public static class BaseImages
             DebianBuild.Release();
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>Whether a Containerfile builds on the debian image (FROM debian, debian:latest, localhost/debian[:latest]).</summary>
+    public static bool NamesDebian(string? dockerfile) =>
+        dockerfile is not null && FromDebian().IsMatch(dockerfile);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*FROM\s+(?:--\S+\s+)*(?:localhost/)?debian(?::latest)?(?:\s|$)",
+        System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.Multiline)]
+    private static partial System.Text.RegularExpressions.Regex FromDebian();
+
+    /// <summary>The text of one member of a (checked) build context tar, or null when it is not there.</summary>
+    public static async Task<string?> ReadMemberAsync(string tar, string member, CancellationToken ct)
+    {
+        await using var file = File.OpenRead(tar);
+        await using var reader = new TarReader(file);
+        while (await reader.GetNextEntryAsync(copyData: false, ct) is { } entry)
+        {
+            if (Kumo.Core.BuildContexts.Normalize(entry.Name) != member || entry.DataStream is null) continue;
+            using var text = new StreamReader(entry.DataStream);
+            return await text.ReadToEndAsync(ct);
+        }
+        return null;
     }
 
     /// <summary>KUMO_SCRIPTS_DIR, else the repo's scripts/ found by walking up from the binary (as ImageStore does).</summary>

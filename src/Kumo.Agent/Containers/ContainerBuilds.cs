@@ -104,6 +104,16 @@ public sealed partial class ContainerBuilds(ContainerEngine engine, ILogger<Cont
             var client = await engine.ClientAsync(ct);
             // FROM busybox must resolve locally: no registry is reachable.
             await BaseImages.EnsureBusyboxAsync(engine, ct);
+            // So must FROM debian, which this node builds with mmdebstrap the first time something uses it.
+            if (BaseImages.NamesDebian(await BaseImages.ReadMemberAsync(tar, dockerfile, ct)))
+            {
+                await call.SendAsync(new ConsoleFrame
+                {
+                    Data = ByteString.CopyFromUtf8("preparing the debian base image on this node (mmdebstrap on first use, minutes)\n"),
+                    Stream = 1,
+                });
+                await BaseImages.EnsureDebianAsync(engine, ct);
+            }
             LogBuilding(request.BuildReference, dockerfile);
             var messages = Channel.CreateUnbounded<JSONMessage>(new UnboundedChannelOptions { SingleReader = true });
             string? error = null;

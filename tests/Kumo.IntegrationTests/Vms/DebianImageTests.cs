@@ -18,7 +18,18 @@ public sealed class DebianKumo : IAsyncLifetime
     public async Task InitializeAsync() =>
         Env = await KumoEnvironment.StartAsync(true, "--image-cache", Path.Combine(await TestImages.DirAsync(), "base-cache"), "--capacity-cpus", "8");
 
-    public async Task DisposeAsync() => await Env.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        try
+        {
+            var node = (await Env.Api.NodesAsync()).Single(n => n.Name == "local");
+            await Networking.NetworkHost.CleanUpAsync(Path.Combine(Env.StateDir, "agent"), Networking.NetworkHost.TableOf(node.Id));
+        }
+        finally
+        {
+            await Env.DisposeAsync();
+        }
+    }
 }
 
 /// <summary>
@@ -53,7 +64,7 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
     }
 
     [Fact]
-    public async Task BuildBaseDebianVm_BootsFromItsOwnDiskToReadiness_AndTheSeedGaveTheUserTheKeyAndPassword()
+    public async Task BuildBaseDebianVm_BootsFromItsOwnDiskToReadiness_AndTheSeedLetsTheUserInByPasswordAndBySsh()
     {
         var clock = Stopwatch.StartNew();
         var build = await Env.Api.WaitAsync(Accepted(await Kumo("image", "build-base", "debian", "--type", "vm", "--no-wait", "-o", "json")),
@@ -77,9 +88,14 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
         var passwordFile = Path.Combine(keys, "password");
         await File.WriteAllTextAsync(passwordFile, password + "\n");
 
+        // On a tenant network (10.88/16 is this test's range), so a port forward can reach the guest's sshd.
+        using (var net = await Env.Api.Http.PostAsync("/api/v1/networks",
+            System.Net.Http.Json.JsonContent.Create(new NetworksPost { Name = "dlan", Subnet = "10.88.213.0/24" }, options: ApiClient.Json)))
+            Assert.True(net.IsSuccessStatusCode, await net.Content.ReadAsStringAsync());
+
         clock.Restart();
         var create = await Env.Api.WaitAsync(Accepted(await Kumo("vm", "create", "d1", "--image", "debian", "--cpus", "1", "--memory", "512M",
-            "--ssh-key", key + ".pub", "--password-file", passwordFile, "--no-wait", "-o", "json")), TimeSpan.FromMinutes(15));
+            "--network", "dlan", "--ssh-key", key + ".pub", "--password-file", passwordFile, "--no-wait", "-o", "json")), TimeSpan.FromMinutes(15));
         Assert.True(create.Status == OperationStatuses.Succeeded, $"{create.Error}\n{Env.Diagnostics()}");
         output.WriteLine($"vm create d1 --image debian to READY (own disk, TCG): {clock.Elapsed.TotalSeconds:0} s");
         var vm = (await Env.Api.GetAsync("d1"))!;
@@ -97,11 +113,27 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
         var listed = await console.WaitForAsync(new Regex(@"(ssh-ed25519 \S+ kumo-test)\s+KEYS-42"), TimeSpan.FromMinutes(1));
         Assert.Equal(publicKey, listed.Groups[1].Value);
 
+        // And the key lets the user in over SSH, through a port forward to the guest's port 22 (from the node itself,
+        // to the node's own address on the network: the forward's output-hook DNAT).
+        // A public port of its own, so another test's kumod on this machine (with its own nftables table) cannot hold it.
+        var port = Random.Shared.Next(6000, 7000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Ok(await Kumo("port-forward", "add", "d1", "--public", port, "--to", "22"));
+        var last = "";
+        await KumoEnvironment.WaitUntilAsync(async () =>
+        {
+            var ssh = await Networking.NetworkHost.RunAsync("ssh", "-n", "-i", key, "-p", port, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "debian@10.88.213.1", "id -un; cat /etc/debian_version");
+            last = ssh.Output;
+            return ssh.ExitCode == 0;
+        }, TimeSpan.FromMinutes(2), "ssh debian@ through the port forward");
+        Assert.Matches(@"(?m)^debian\s*$", last);
+        Assert.Matches(@"(?m)^12\.\d+", last);
+
         Ok(await Kumo("vm", "delete", "d1", "--force"));
     }
 
     [Fact]
-    public async Task BuildBaseDebianContainer_RunsARealDebianUserland()
+    public async Task BuildBaseDebianContainer_RunsARealDebianUserland_AndFromDebianBuildsOffline()
     {
         var build = await Kumo("image", "build-base", "debian", "--type", "container");
         Ok(build);
@@ -115,6 +147,17 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
             TimeSpan.FromMinutes(10), "deb1 to print /etc/debian_version");
         output.WriteLine($"first debian container on a node (rootfs build + run): {clock.Elapsed.TotalSeconds:0} s; {logs.Trim()}");
         Ok(await Kumo("ct", "rm", "deb1", "--force"));
+
+        // FROM debian builds offline on the node, and the result runs.
+        var dir = Path.Combine(Env.StateDir, "debapp");
+        Directory.CreateDirectory(dir);
+        await File.WriteAllTextAsync(Path.Combine(dir, "Containerfile"),
+            "FROM debian\nRUN cp /etc/debian_version /built-from-debian\nCMD [\"cat\", \"/built-from-debian\"]\n");
+        Ok(await Kumo("ct", "build", dir, "-t", "debapp"));
+        Ok(await Kumo("ct", "run", "deb2", "--image", "debapp", "--no-wait"));
+        await ApiClient.EventuallyAsync(async () => (await Kumo("ct", "logs", "deb2")).Out, l => Regex.IsMatch(l, @"^12\.\d+", RegexOptions.Multiline),
+            TimeSpan.FromMinutes(3), "deb2 (built FROM debian) to print the version copied at build time");
+        Ok(await Kumo("ct", "rm", "deb2", "--force"));
     }
 
     [Fact]
