@@ -15,6 +15,10 @@ internal static class KumoClient
     public static Task<List<SeenEvent>> CreateAndWaitReadyAsync(HttpClient http, string name, CancellationToken ct) =>
         PostAndFollowAsync(http, "/api/v1/instances", new { name }, $"create {name}", ct);
 
+    /// <summary>As above, with a full POST body (network, memory, ...).</summary>
+    public static Task<List<SeenEvent>> CreateAndWaitReadyAsync(HttpClient http, string name, object body, CancellationToken ct) =>
+        PostAndFollowAsync(http, "/api/v1/instances", body, $"create {name}", ct);
+
     /// <summary>
     /// POSTs <paramref name="body"/> (202 and an operation expected) and follows the operation's SSE stream until a
     /// final status; returns every event seen, timed from the POST.
