@@ -16,6 +16,8 @@ var benchmarks = new (string Name, Func<BenchOptions, CancellationToken, Task<Be
     (PlacementBench.Name, PlacementBench.RunAsync),
     (MemoryBench.Name, MemoryBench.RunAsync),
     (ProxyBench.Name, ProxyBench.RunAsync),
+    (NetworkBench.Name, NetworkBench.RunAsync),
+    (ClusterBench.Name, ClusterBench.RunAsync),
 };
 if (options.Only is { } only && benchmarks.All(b => b.Name != only))
 {
