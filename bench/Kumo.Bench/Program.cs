@@ -17,6 +17,8 @@ var benchmarks = new (string Name, Func<BenchOptions, CancellationToken, Task<Be
     (MemoryBench.Name, MemoryBench.RunAsync),
     (ProxyBench.Name, ProxyBench.RunAsync),
     (ContainerBench.Name, ContainerBench.RunAsync),
+    (NetworkBench.Name, NetworkBench.RunAsync),
+    (ClusterBench.Name, ClusterBench.RunAsync),
 };
 if (options.Only is { } only && benchmarks.All(b => b.Name != only))
 {
