@@ -223,12 +223,15 @@ public sealed class ClusterService(
     /// </summary>
     private Operation Materialize(WriteContext ctx, ClusterRow row, Caller owner)
     {
+        // A reservation's capacity was admitted on one node: the whole cluster goes there.
+        var reserved = row.NodeId is null ? null
+            : ctx.Connection.ExecuteScalar<string>("SELECT name FROM nodes WHERE id = @NodeId", row, ctx.Transaction);
         var frontend = CreateMember(ctx, row, owner, row.FrontendName, row.FrontendImage, (int)row.FrontendCpus, row.FrontendMemoryBytes,
-            [row.ExternalNetwork, row.PrivateNetwork], pin: null, 0);
-        // Networks are realized per node (no VXLAN between agents yet), so members must share the frontend's node.
+            [row.ExternalNetwork, row.PrivateNetwork], pin: reserved, 0);
+        var (pin, excluded) = NodePlacement(ctx, frontend.NodeName, reserved);
         for (var i = 1; i <= row.Nodes; i++)
             CreateMember(ctx, row, owner, ClusterNames.Node(row.Name, i), row.NodeImage, (int)row.NodeCpus, row.NodeMemoryBytes,
-                [row.PrivateNetwork], pin: frontend.NodeName, i);
+                [row.PrivateNetwork], pin, i, excluded);
         if (row.ExposePort is { } port)
         {
             var externalId = NetworkService.Find(ctx.Connection, ctx.Transaction, row.Project, row.ExternalNetwork)!.Id;
@@ -242,8 +245,21 @@ public sealed class ClusterService(
         return op;
     }
 
+    /// <summary>
+    /// Where compute nodes may go. The private network reaches other nodes only over VXLAN, so nodes spread (the
+    /// scheduler's weigher decides) over the nodes with VXLAN on when the frontend's node has it too; otherwise, and
+    /// for a reservation (admitted on one node), they stay on the frontend's node.
+    /// </summary>
+    private static (string? Pin, Dictionary<string, string>? Excluded) NodePlacement(WriteContext ctx, string frontendNode, string? reserved)
+    {
+        var nodes = ctx.Connection.Query<(string Id, string Name, string? VxlanAddress)>("SELECT id, name, vxlan_address FROM nodes", transaction: ctx.Transaction).ToList();
+        if (reserved is not null || nodes.FirstOrDefault(n => n.Name == frontendNode).VxlanAddress is null) return (frontendNode, null);
+        return (null, nodes.Where(n => n.VxlanAddress is null)
+            .ToDictionary(n => n.Id, _ => "VXLAN is off on this node (kumo-agent --vxlan-address), so it cannot join the cluster's private network", StringComparer.Ordinal));
+    }
+
     private InstanceService.Created CreateMember(WriteContext ctx, ClusterRow row, Caller owner, string name, string image, int cpus, long memory,
-        IReadOnlyList<string> nics, string? pin, int index)
+        IReadOnlyList<string> nics, string? pin, int index, IReadOnlyDictionary<string, string>? excluded = null)
     {
         var req = new ValidCreate(name, InstanceTypes.Vm, image, cpus, memory, defaults.Value.DiskBytes, pin, Stopped: false,
             new Dictionary<string, string> { ["kumo.cluster"] = row.Name, ["kumo.cluster.role"] = index == 0 ? "frontend" : "node" },
@@ -253,14 +269,14 @@ public sealed class ClusterService(
         if (imageRow.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
         try
         {
-            return instances.Create(ctx, owner, row.Project, req, imageRow, null, nics, row.Id);
+            return instances.Create(ctx, owner, row.Project, req, imageRow, null, nics, row.Id, excluded);
         }
         catch (ProblemException e) when (e.Type is ProblemTypes.QuotaExceeded or ProblemTypes.NoCapacity)
         {
             var what = $"cluster '{row.Name}' needs {row.Nodes + 1} VMs (1 frontend + {row.Nodes} nodes), {row.TotalCpus} vCPU and {ByteSize.Human(row.TotalMemoryBytes)} memory";
             var fix = e.Type == ProblemTypes.QuotaExceeded
                 ? "; ask an administrator to raise your quota or to give the project a quota (kumo quota set)"
-                : pin is null ? "" : $"; all members go on one node (the frontend's, {pin})";
+                : pin is null ? "" : $"; the members go on one node ({pin}: a reservation's node, or the frontend's when VXLAN is off)";
             throw new ProblemException(e.Status, e.Type, e.Title, $"{what}; member '{name}' was refused: {e.Detail}{fix}") { Rejections = e.Rejections };
         }
     }
@@ -345,10 +361,13 @@ public sealed class ClusterService(
         if (nodes > before)
         {
             var owner = OwnerOf(ctx, row) ?? caller;
-            var frontendNode = members.FirstOrDefault(m => m.Name == row.FrontendName)?.NodeName;
+            var frontendNode = members.FirstOrDefault(m => m.Name == row.FrontendName)?.NodeName
+                ?? throw ProblemException.InvalidState($"cluster '{name}' has no frontend; delete and create it again");
+            var reserved = row.NodeId is null ? null : frontendNode;
+            var (pin, excluded) = NodePlacement(ctx, frontendNode, reserved);
             var next = members.Select(m => ClusterNames.NodeIndex(name, m.Name) ?? 0).DefaultIfEmpty(0).Max() + 1;
             for (var i = 0; i < nodes - before; i++, next++)
-                CreateMember(ctx, row, owner, ClusterNames.Node(name, next), row.NodeImage, (int)row.NodeCpus, row.NodeMemoryBytes, [row.PrivateNetwork], frontendNode, next);
+                CreateMember(ctx, row, owner, ClusterNames.Node(name, next), row.NodeImage, (int)row.NodeCpus, row.NodeMemoryBytes, [row.PrivateNetwork], pin, next, excluded);
         }
         else
         {

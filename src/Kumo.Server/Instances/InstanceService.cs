@@ -104,7 +104,7 @@ public sealed class InstanceService(
     /// </summary>
     /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
     internal Created Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash,
-        IReadOnlyList<string>? nicNetworks = null, string? clusterId = null)
+        IReadOnlyList<string>? nicNetworks = null, string? clusterId = null, IReadOnlyDictionary<string, string>? excludedNodes = null)
     {
         nicNetworks ??= req.Network is null ? [] : [req.Network];
         // Quota and placement in the same write: concurrent creates cannot overshoot either.
@@ -113,7 +113,7 @@ public sealed class InstanceService(
         Scheduler.NodeView node;
         try
         {
-            Dictionary<string, string>? excluded = null;
+            Dictionary<string, string>? excluded = excludedNodes is null ? null : new Dictionary<string, string>(excludedNodes, StringComparer.Ordinal);
             foreach (var network in nicNetworks)
             {
                 excluded ??= new Dictionary<string, string>(StringComparer.Ordinal);

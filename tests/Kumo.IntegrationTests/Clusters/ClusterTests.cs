@@ -126,6 +126,38 @@ public sealed class ClusterTests : IAsyncLifetime
         await AssertHostCleanAsync([]);
     }
 
+    [Fact]
+    public async Task KillingKumodWhileAClusterIsCreatedAndDeleted_ConvergesWithOneGuestPerMemberAndThenNothing()
+    {
+        using (var post = await _env.Api.Http.PostAsJsonAsync("/api/v1/clusters",
+            new ClustersPost { Name = "crash", Nodes = 2, Subnet = "10.66.4.0/24", FrontendMemory = "128M", NodeMemory = "128M" }, ApiClient.Json))
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, post.StatusCode);
+        // Mid-creation: the first guest's QEMU is up, the cluster is not ready yet.
+        await KumoEnvironment.WaitUntilAsync(() => Task.FromResult(_env.QemuPids().Count >= 1), TimeSpan.FromSeconds(60), "a member's QEMU to start");
+        _env.Server!.Crash();
+        await _env.StartServerAsync();
+
+        await KumoEnvironment.WaitUntilAsync(async () => (await GetAsync("crash")).State == ClusterStates.Ready, TimeSpan.FromSeconds(120),
+            "the cluster to become ready after kumod restarted");
+        var cluster = await GetAsync("crash");
+        Assert.Equal(["crash-fe", "crash-n1", "crash-n2"], cluster.Members.Select(m => m.Name));
+        Assert.Equal(3, _env.QemuPids().Count);
+        var instances = (await _env.Api.ListAsync()).Select(i => i.Id).Order();
+        Assert.Equal(instances, Directory.GetDirectories(_env.LocalInstancesDir).Select(Path.GetFileName).Order());
+
+        var recorded = NetworkHost.Recorded(AgentDir);
+        using (var del = await _env.Api.Http.DeleteAsync("/api/v1/clusters/crash"))
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, del.StatusCode);
+        _env.Server!.Crash();
+        await _env.StartServerAsync();
+        await KumoEnvironment.WaitUntilAsync(async () =>
+        {
+            using var r = await _env.Api.Http.GetAsync("/api/v1/clusters/crash");
+            return r.StatusCode == System.Net.HttpStatusCode.NotFound;
+        }, TimeSpan.FromSeconds(120), "the cluster's delete to finish after kumod restarted");
+        await AssertHostCleanAsync(recorded);
+    }
+
     /// <summary>Every compute node got its address by DHCP and answers the frontend's pings over the private network.</summary>
     private async Task FrontendReachesAsync(Instance frontend, Cluster cluster)
     {
