@@ -253,7 +253,8 @@ internal sealed partial class Output
             ("Id", c.Id),
         };
         foreach (var m in c.Members)
-            rows.Add(($"  {m.Name}", $"{m.Role}, {m.State}, node {m.Node ?? "-"}, private {m.PrivateAddress ?? "-"}" + (m.ExternalAddress is { } e ? $", external {e}" : "")));
+            rows.Add(($"  {m.Name}", $"{m.Role}, {m.State}, node {m.Node ?? "-"}, private {m.PrivateAddress ?? "-"}" + (m.ExternalAddress is { } e ? $", external {e}" : "")
+                + (m.Latest is { } l ? $", cpu {(l.CpuPercent is { } cpu ? cpu.ToString("0.#", CultureInfo.InvariantCulture) + "%" : "-")}, mem {Size(l.MemoryRssBytes)}" : "")));
         foreach (var e in c.Events.TakeLast(10))
             rows.Add(($"  {Time(e.At)}", $"{e.Kind}: {e.Message}"));
         return Details([.. rows]);

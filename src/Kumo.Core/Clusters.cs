@@ -88,6 +88,9 @@ public sealed record ClusterMember
 
     /// <summary>The frontend's address on the external network.</summary>
     public string? ExternalAddress { get; init; }
+
+    /// <summary>The member's latest monitoring sample (CPU, memory, disk, network); null until its agent sent one.</summary>
+    public InstanceSample? Latest { get; init; }
 }
 
 /// <summary>Something that happened to a cluster that its owner should see (a reservation about to end, a rollback).</summary>

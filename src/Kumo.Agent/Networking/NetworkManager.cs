@@ -207,7 +207,8 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     /// <summary>
     /// The network's VXLAN device while other nodes realize it too: enslaved to the bridge, learning off, and one
     /// all-zeros FDB entry per peer so broadcasts and unknown unicast are copied to every peer (head-end
-    /// replication, no multicast needed in the underlay). Its MTU is 1500 like the guests' NICs: the underlay
+    /// replication, no multicast needed in the underlay), plus one entry per guest on another node, from kumod's
+    /// placement, so unicast to it goes to its node alone. Its MTU is 1500 like the guests' NICs: the underlay
     /// fragments the outer packets if its own MTU is below 1550, instead of the bridge dropping full-size frames.
     /// Without peers (or with VXLAN off) the device is removed.
     /// </summary>
@@ -232,7 +233,8 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
         }
         await IpAsync(ct, "link", "set", device, "master", record.Bridge);
         await IpAsync(ct, "link", "set", device, "up");
-        var current = await FloodPeersAsync(device, ct);
+        var fdb = await FdbAsync(device, ct);
+        var current = ParseFloodPeers(fdb);
         foreach (var peer in peers.Except(current, StringComparer.Ordinal))
         {
             await BridgeAsync(ct, "fdb", "append", "00:00:00:00:00:00", "dev", device, "dst", peer);
@@ -243,15 +245,37 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             await BridgeAsync(ct, "fdb", "del", "00:00:00:00:00:00", "dev", device, "dst", gone);
             LogPeerRemoved(n.Name, gone);
         }
+        // Guests on other nodes: their frames go to their node alone (flooding stays for broadcasts and unknown MACs).
+        var wanted = n.Hosts.Where(h => peers.Contains(h.VxlanPeer, StringComparer.Ordinal))
+            .ToDictionary(h => h.Mac.ToLowerInvariant(), h => h.VxlanPeer, StringComparer.Ordinal);
+        var placed = ParseGuestEntries(fdb);
+        foreach (var (mac, peer) in wanted)
+        {
+            if (placed.GetValueOrDefault(mac) != peer)
+                await BridgeAsync(ct, "fdb", "replace", mac, "dev", device, "dst", peer, "self", "permanent");
+        }
+        foreach (var mac in placed.Keys.Except(wanted.Keys, StringComparer.Ordinal))
+            await BridgeAsync(ct, "fdb", "del", mac, "dev", device, "self");
     }
 
-    /// <summary>The peers a VXLAN device floods to: its all-zeros FDB entries.</summary>
-    public static async Task<IReadOnlyList<string>> FloodPeersAsync(string device, CancellationToken ct)
+    private static async Task<string> FdbAsync(string device, CancellationToken ct)
     {
         var r = await ProcessRunner.RunAsync("bridge", ["fdb", "show", "dev", device], ct);
         if (r.ExitCode != 0) throw new InvalidOperationException($"bridge fdb show dev {device} failed: {r.Stderr.Trim()}");
-        return ParseFloodPeers(r.Stdout);
+        return r.Stdout;
     }
+
+    /// <summary>The VXLAN device's own entries for single MACs (MAC → the node it is sent to); bridge-learned lines have no dst.</summary>
+    internal static Dictionary<string, string> ParseGuestEntries(string fdb) =>
+        fdb.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 3 && f[0] != "00:00:00:00:00:00" && f[1] == "dst")
+            .GroupBy(f => f[0], StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.First()[2], StringComparer.Ordinal);
+
+    /// <summary>The peers a VXLAN device floods to: its all-zeros FDB entries.</summary>
+    public static async Task<IReadOnlyList<string>> FloodPeersAsync(string device, CancellationToken ct) =>
+        ParseFloodPeers(await FdbAsync(device, ct));
 
     internal static IReadOnlyList<string> ParseFloodPeers(string fdb) =>
         fdb.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

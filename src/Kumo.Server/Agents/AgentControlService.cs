@@ -148,12 +148,15 @@ public sealed class AgentControlService(
         }
         var networkIds = nics.SelectMany(g => g).Select(n => n.NetworkId).Distinct().ToList();
         if (networkIds.Count == 0) return;
-        var hosts = c.Query<(string NetworkId, string Address, string Mac, string Name)>(
-            "SELECT a.network_id, a.address, a.mac, i.name FROM network_addresses a JOIN instances i ON i.id = a.instance_id WHERE a.network_id IN @networkIds ORDER BY i.name",
-            new { networkIds }).ToLookup(h => h.NetworkId);
+        var vxlanOn = c.ExecuteScalar<string?>("SELECT vxlan_address FROM nodes WHERE id = @nodeId", new { nodeId }) is not null;
+        var hosts = c.Query<(string NetworkId, string Address, string Mac, string Name, string? NodeId, string? Underlay)>(
+            """
+            SELECT a.network_id, a.address, a.mac, i.name, i.node_id, n.vxlan_address FROM network_addresses a JOIN instances i ON i.id = a.instance_id
+            LEFT JOIN nodes n ON n.id = i.node_id WHERE a.network_id IN @networkIds ORDER BY i.name
+            """, new { networkIds }).ToLookup(h => h.NetworkId);
         var forwards = Networking.PortForwardService.ForNode(c, nodeId);
         // VXLAN peers: the underlay addresses of the other nodes with a NIC on the network, when this node has VXLAN on.
-        var peers = c.ExecuteScalar<string?>("SELECT vxlan_address FROM nodes WHERE id = @nodeId", new { nodeId }) is null
+        var peers = !vxlanOn
             ? Array.Empty<(string, string)>().ToLookup(p => p.Item1, p => p.Item2)
             : c.Query<(string NetworkId, string Address)>(
                 """
@@ -177,7 +180,13 @@ public sealed class AgentControlService(
             };
             network.VxlanPeers.AddRange(peers[n.Id]);
             foreach (var h in hosts[n.Id])
-                network.Hosts.Add(new NetworkHost { Address = h.Address, Mac = h.Mac, Name = h.Name });
+                network.Hosts.Add(new NetworkHost
+                {
+                    Address = h.Address,
+                    Mac = h.Mac,
+                    Name = h.Name,
+                    VxlanPeer = vxlanOn && h.NodeId != nodeId && h.Underlay is { } underlay ? underlay : "",
+                });
             foreach (var f in forwards[n.Id])
                 network.Forwards.Add(new PortForwardRule { Protocol = f.Protocol, PublicPort = f.PublicPort, Address = f.Address, Port = f.Port });
             state.Networks.Add(network);

@@ -35,7 +35,7 @@ public sealed record ClusterOptions
 /// </summary>
 public sealed class ClusterService(
     Database db, InstanceService instances, NetworkService networks, PortForwardService forwards, OperationStore operations,
-    IOptions<ClusterOptions> options, IOptions<InstanceDefaults> defaults, IOptions<SchedulerOptions> ratios, TimeProvider time)
+    Monitoring.MetricsStore metrics, IOptions<ClusterOptions> options, IOptions<InstanceDefaults> defaults, IOptions<SchedulerOptions> ratios, TimeProvider time)
 {
     private const string Select =
         "SELECT c.*, u.name AS owner_name, n.name AS node_name FROM clusters c LEFT JOIN users u ON u.id = c.owner_id LEFT JOIN nodes n ON n.id = c.node_id";
@@ -621,7 +621,7 @@ public sealed class ClusterService(
             "SELECT i.*, n.name AS node_name FROM instances i LEFT JOIN nodes n ON n.id = i.node_id WHERE i.cluster_id = @clusterId ORDER BY i.name",
             new { clusterId }, tx).ToList();
 
-    private static List<ClusterMember> Members(SqliteConnection c, SqliteTransaction? tx, ClusterRow row)
+    private List<ClusterMember> Members(SqliteConnection c, SqliteTransaction? tx, ClusterRow row)
     {
         var rows = MemberRows(c, tx, row.Id);
         var nics = NetworkService.NicsOf(c, tx, rows.Select(r => r.Id));
@@ -635,6 +635,7 @@ public sealed class ClusterService(
                 Node = r.NodeName,
                 PrivateAddress = nics[r.Id].FirstOrDefault(n => n.Network == row.PrivateNetwork)?.Address,
                 ExternalAddress = nics[r.Id].FirstOrDefault(n => n.Network == row.ExternalNetwork)?.Address,
+                Latest = metrics.LatestView(r.Id),
             }).ToList();
     }
 

@@ -92,12 +92,16 @@ public sealed class VxlanTests : IAsyncLifetime
             var device = devices[i];
             var other = Underlay.NodeAddress(1 - i);
             var node = i;
-            await KumoEnvironment.WaitUntilAsync(async () => (await _underlay.RunAsync(node, "bridge", "fdb", "show", "dev", device)).Output.Contains($"dst {other}", StringComparison.Ordinal),
-                TimeSpan.FromSeconds(60), $"{_nodes[i]}'s {device} to flood to {other}\n{_env.Diagnostics()}");
+            var guestEntry = $"{vms[1 - i].Nics[0].Mac} dst {other} self permanent";
+            await KumoEnvironment.WaitUntilAsync(async () => (await _underlay.RunAsync(node, "bridge", "fdb", "show", "dev", device)).Output.Contains(guestEntry, StringComparison.Ordinal),
+                TimeSpan.FromSeconds(60), $"{_nodes[i]}'s {device} to send {vms[1 - i].Name}'s frames to {other}\n{_env.Diagnostics()}");
             var details = (await _underlay.RunAsync(i, "ip", "-d", "link", "show", device)).Output;
             Assert.Contains($"vxlan id {lan.Vni} local {Underlay.NodeAddress(i)}", details, StringComparison.Ordinal);
             Assert.Contains("dstport 4789 nolearning", details, StringComparison.Ordinal);
             Assert.Contains($"master {NetworkNames.Bridge(nodeIds[i], lan.Id)}", details, StringComparison.Ordinal);
+            // Broadcasts and unknown MACs are flooded to the other node; the other node's guest has its own entry.
+            var fdb = (await _underlay.RunAsync(i, "bridge", "fdb", "show", "dev", device)).Output;
+            Assert.Contains($"00:00:00:00:00:00 dst {other} self permanent", fdb, StringComparison.Ordinal);
         }
 
         // DHCP: each guest gets its IPAM address from its own node's dnsmasq; the other node's never leased to it.

@@ -168,6 +168,21 @@ public sealed class ClusterEndpointsTests : ClusterTestBase
         Assert.Contains(cluster.Events, e => e.Kind == "degraded");
     }
 
+    [Fact]
+    public async Task Show_GivesEachMembersLatestMonitoringSample()
+    {
+        await WaitAsync(await CreateAsync(new ClustersPost { Name = "hpc", Nodes = 1, NodeMemory = "64M" }));
+        var instances = (await Server.Client.GetFromJsonAsync<List<Instance>>("/api/v1/instances", Problems.Json))!;
+        var node = instances.Single(i => i.Name == "hpc-n1").Id;
+
+        await Agent.ReportMetricsAsync(Monitoring.MetricsTests.Report(Monitoring.MetricsTests.Node(busy: 10, idle: 10),
+            Monitoring.MetricsTests.Guest(node, "boot/1", cpu: 4, rss: 48 * ByteSize.MiB)));
+
+        var members = (await GetAsync("hpc")).Members;
+        Assert.Equal(48 * ByteSize.MiB, members.Single(m => m.Name == "hpc-n1").Latest!.MemoryRssBytes);
+        Assert.Null(members.Single(m => m.Name == "hpc-fe").Latest);
+    }
+
     private async Task AssertNothingLeftAsync()
     {
         Assert.Equal(0L, await Server.CountInstancesAsync());

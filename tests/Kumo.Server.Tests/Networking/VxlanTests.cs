@@ -139,8 +139,11 @@ public sealed class VxlanTests : IAsyncLifetime
         Assert.Empty(d3.Networks.Single(n => n.Name == "lan").VxlanPeers);
         // A network on one node only has no peers.
         Assert.Empty(d1.Networks.Single(n => n.Name == "solo").VxlanPeers);
-        // Every node still knows every host of the network (DHCP lists and names span the nodes).
+        // Every node still knows every host of the network (DHCP lists and names span the nodes), and where the
+        // VXLAN-reachable ones are.
         Assert.Equal(["a", "b", "c"], lan1.Hosts.Select(h => h.Name));
+        Assert.Equal(["", "198.51.100.67", ""], lan1.Hosts.Select(h => h.VxlanPeer));
+        Assert.All(d3.Networks.Single(n => n.Name == "lan").Hosts, h => Assert.Equal("", h.VxlanPeer));
     }
 
     [Fact]
