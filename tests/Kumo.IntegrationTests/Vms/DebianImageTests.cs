@@ -72,9 +72,10 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
         Assert.True(build.Status == OperationStatuses.Succeeded, $"{build.Error}\n{Env.Diagnostics()}");
         output.WriteLine($"build-base debian --type vm: {clock.Elapsed.TotalSeconds:0} s ({build.Message})");
 
-        var show = await Kumo("image", "show", "debian", "-o", "json");
-        Ok(show);
-        var image = JsonSerializer.Deserialize<Image>(show.Out, ApiClient.Json)!;
+        // By type: the container image of the same name may exist too (names are unique per project and type).
+        var list = await Kumo("image", "list", "--type", "vm", "-o", "json");
+        Ok(list);
+        var image = JsonSerializer.Deserialize<List<Image>>(list.Out, ApiClient.Json)!.Single(i => i.Name == "debian");
         Assert.Equal(ReadinessModes.Marker, image.Readiness);
         Assert.Equal("system", image.Project);
         Assert.NotNull(image.Sha256);
