@@ -219,7 +219,8 @@ public sealed class MigrationTests(MigrationNodes fixture, Xunit.Abstractions.IT
         // QEMU carries on without kumod; the agents report the outcome once kumod is back.
         await Env.StartServerAsync();
 
-        Assert.Equal(OperationStatuses.Succeeded, (await Env.Api.WaitAsync(op)).Status);
+        var final = await Env.Api.WaitAsync(op);
+        Assert.True(final.Status == OperationStatuses.Succeeded, $"{final.Status}: {final.Error} ({final.Message})\n{Env.Diagnostics()}");
         await AssertOneCopyOnN2Async("mig4", vm.Id, bootId);
     }
 
