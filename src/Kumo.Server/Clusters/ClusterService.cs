@@ -493,8 +493,9 @@ public sealed class ClusterService(
     /// <summary>Aggregates member states; a member failing during creation rolls the whole cluster back.</summary>
     private void Watch(WriteContext ctx, ClusterRow row, DateTimeOffset now)
     {
-        var members = MemberRows(ctx.Connection, ctx.Transaction, row.Id).Where(m => m.DesiredPower != PowerStates.Deleted).ToList();
-        var deleting = MemberRows(ctx.Connection, ctx.Transaction, row.Id).Count - members.Count;
+        var all = MemberRows(ctx.Connection, ctx.Transaction, row.Id);
+        var members = all.Where(m => m.DesiredPower != PowerStates.Deleted).ToList();
+        var deleting = all.Count - members.Count;
         var failed = members.FirstOrDefault(m => m.State is InstanceStates.Error or InstanceStates.Lost
             || (m.State == InstanceStates.Stopped && m.DesiredPower == PowerStates.Stopped));
         var running = members.Count(m => m.State == InstanceStates.Running);
@@ -533,8 +534,8 @@ public sealed class ClusterService(
         if (now < end - lead) return;
         row.Warned = 1;
         var left = end - now;
+        // The event changes the row's events, so Reconcile saves it (with the warned flag) once.
         row.AddEvent(now, "ending-soon", $"the reservation ends at {Json.At(end)} (in {Left(left)}); its members will be stopped and released, save your work");
-        Save(ctx, row);
     }
 
     private static string Left(TimeSpan t) =>
