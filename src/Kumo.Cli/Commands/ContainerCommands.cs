@@ -29,7 +29,7 @@ internal static class ContainerCommands
     {
         var name = new Argument<string>("NAME") { Description = "Container name (lowercase letters, digits and '-')" };
         var command = new Argument<string[]>("COMMAND") { Description = "Command and arguments, after --", Arity = ArgumentArity.ZeroOrMore };
-        var image = new Option<string>("--image") { Description = "Container image (see kumo image list --type container)", DefaultValueFactory = _ => "busybox" };
+        var image = new Option<string>("--image") { Description = "Container image: a Kumo image (see kumo image list --type container) or HOST[:PORT]/PATH[:TAG] pulled from a registry", DefaultValueFactory = _ => "busybox" };
         var ports = new Option<string[]>("--publish", "-p") { Description = "Publish a container port on a host port from kumod's pool (repeatable)", HelpName = "PORT" };
         var memory = new Option<string?>("--memory", "-m") { Description = "Memory limit, binary units: 64M, 1G (default: kumod's, 512M)" };
         var cpus = new Option<int?>("--cpus") { Description = "CPU limit" };
@@ -54,6 +54,7 @@ internal static class ContainerCommands
         cli.Examples(run,
             "kumo ct run web --image busybox -p 80 -m 256M -- httpd -f -p 80",
             "kumo ct run job -e MODE=batch -v data:/data -- sh -c 'date >> /data/log'",
+            "kumo ct run app --image registry.example.org/team/app:1.0",
             "kumo ct run shell -i -- sh        # then: kumo ct attach shell");
         cli.SetAction(run, async r =>
         {
@@ -61,7 +62,9 @@ internal static class ContainerCommands
             {
                 Name = Check.Name(r.Get(name), "container name"),
                 Type = InstanceTypes.Container,
-                Image = Check.Name(r.Get(image), "image name"),
+                Image = RegistryReferences.IsReference(r.Get(image))
+                    ? (RegistryReferences.Validate(r.Get(image)!) is { } referenceError ? throw new UsageException(referenceError) : r.Get(image))
+                    : Check.Name(r.Get(image), "image name"),
                 Command = r.Get(command) is { Length: > 0 } c ? c : null,
                 Ports = r.Get(ports) is { Length: > 0 } p ? p.Select(Port).ToList() : null,
                 Memory = Check.Size(r.Get(memory), "--memory"),

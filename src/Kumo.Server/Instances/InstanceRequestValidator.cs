@@ -36,7 +36,9 @@ public static class InstanceRequestValidator
         if (type is not (InstanceTypes.Vm or InstanceTypes.Container)) Add("type", $"type '{type}' is not known; use 'vm' or 'container'");
         var isContainer = type == InstanceTypes.Container;
         var image = body.Image ?? (isContainer ? defaults.ContainerImage : defaults.Image);
-        if (Names.Validate(image, "image") is { } imageError) Add("image", imageError);
+        // A container may name a registry image (HOST[:PORT]/PATH[:TAG]) that its node pulls; anything else is a Kumo image name.
+        if ((isContainer && RegistryReferences.IsReference(image) ? RegistryReferences.Validate(image) : Names.Validate(image, "image")) is { } imageError)
+            Add("image", imageError);
         var cpus = body.Cpus ?? defaults.Cpus;
         if (cpus < 1 || cpus > MaxCpus) Add("cpus", $"cpus must be between 1 and {MaxCpus}, got {cpus}");
         // A container without -m still gets a limit: the admin-configured default, never "unlimited".
@@ -139,6 +141,9 @@ public sealed record InstanceDefaults
     public int PortPoolFirst { get; init; } = 20000;
 
     public int PortPoolLast { get; init; } = 29999;
+
+    /// <summary>Registries (HOST[:PORT]) nodes may pull from over plain HTTP or unverified TLS (kumod --insecure-registry).</summary>
+    public IReadOnlyList<string> InsecureRegistries { get; init; } = [];
 
     public int Cpus { get; init; } = 1;
     public long MemoryBytes { get; init; } = 256 * ByteSize.MiB;
