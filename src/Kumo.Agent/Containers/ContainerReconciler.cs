@@ -263,7 +263,8 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
                 Memory = d.MemoryBytes,
                 // Swap equal to the limit means none: going over the limit is an OOM kill, not a slow crawl through swap.
                 MemorySwap = d.MemoryBytes,
-                NanoCPUs = d.Cpus * 1_000_000_000L,
+                // The engine turns this into a CFS quota: 0.5 CPU is 50 ms of every 100 ms period.
+                NanoCPUs = d.ContainerCpuLimit > 0 ? (long)Math.Round(d.ContainerCpuLimit * 1_000_000_000d) : d.Cpus * 1_000_000_000L,
                 PortBindings = bindings,
                 Binds = binds,
                 Privileged = false,

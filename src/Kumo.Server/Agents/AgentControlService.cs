@@ -272,6 +272,7 @@ public sealed class AgentControlService(
                 d.ContainerVolumes.AddRange(spec.Volumes.Select(v => new ContainerVolume { Source = v.Source, Target = v.Target, ReadOnly = v.ReadOnly }));
                 d.ContainerStdin = spec.Interactive;
                 d.ContainerTty = spec.Tty;
+                d.ContainerCpuLimit = spec.CpuLimit ?? 0;
             }
             state.Instances.Add(d);
         }
