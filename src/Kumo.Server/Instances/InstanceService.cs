@@ -58,7 +58,7 @@ public sealed class InstanceService(
 
     public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
-        var (req, image, passwordHash) = await PrepareAsync(caller, project, body, ct);
+        var (req, image, passwordHash) = await PrepareAnyAsync(caller, project, body, ct);
         try
         {
             return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash).Operation, ct);
@@ -74,6 +74,13 @@ public sealed class InstanceService(
     /// here (it is never kept). Shared by creating now and reserving for later.
     /// </summary>
     internal async Task<(ValidCreate Request, ImageRow Image, string? PasswordHash)> PrepareAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
+    {
+        var (req, image, passwordHash) = await PrepareAnyAsync(caller, project, body, ct);
+        return (req, image ?? throw ProblemException.Validation("image", $"'{req.Image}' is a registry image; only containers run those"), passwordHash);
+    }
+
+    /// <summary>As <see cref="PrepareAsync"/>, but a container may name a registry image, which has no row (null).</summary>
+    private async Task<(ValidCreate Request, ImageRow? Image, string? PasswordHash)> PrepareAnyAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
         var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
