@@ -55,7 +55,8 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         // The engine's streams do not all honour cancellation: disposing the stream is what unblocks a read.
         await using var unblock = done.Token.Register(stream.Dispose);
-        var input = Task.Run(() => RelayInputAsync(call.FromKumod, opened.Writable ? stream : null, done.Token), CancellationToken.None);
+        var input = Task.Run(() => RelayInputAsync(call.FromKumod, opened.Writable ? stream : null, opened.Tty ? (rows, cols) => ResizeAsync(opened, rows, cols, done.Token) : null,
+            done.Token), CancellationToken.None);
         var output = Task.Run(() => RelayOutputAsync(stream, call, done.Token), CancellationToken.None);
         try
         {
@@ -90,7 +91,16 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
         LogEnded(request.ContainerKind, request.InstanceId);
     }
 
-    private sealed record Opened(MultiplexedStream Stream, string ContainerId, string? ExecId, bool Writable, string Notice);
+    private sealed record Opened(MultiplexedStream Stream, string ContainerId, string? ExecId, bool Writable, string Notice, bool Tty = false);
+
+    /// <summary>Resizes the terminal of the exec'd command, or of the container's main process for attach.</summary>
+    private async Task ResizeAsync(Opened opened, int rows, int cols, CancellationToken ct)
+    {
+        var client = await engine.ClientAsync(ct);
+        var size = new ContainerResizeParameters { Height = rows, Width = cols };
+        if (opened.ExecId is { } execId) await client.Exec.ResizeContainerExecTtyAsync(execId, size, ct);
+        else await client.Containers.ResizeContainerTtyAsync(opened.ContainerId, size, ct);
+    }
 
     private async Task<Opened> OpenAsync(ConsoleSessionRequest request, CancellationToken ct)
     {
@@ -121,7 +131,7 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
                     Tty = request.Tty,
                 }, ct);
                 var execStream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, request.Tty, ct);
-                return new Opened(execStream, id, exec.ID, request.Stdin, "");
+                return new Opened(execStream, id, exec.ID, request.Stdin, "", request.Tty);
             case Attach:
                 if (!inspect.State.Running) throw new SessionRefusedException("the container is not running");
                 var stdin = inspect.Config.OpenStdin;
@@ -132,7 +142,7 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
                     Stdout = true,
                     Stderr = true,
                 }, ct);
-                return new Opened(attached, id, null, stdin, stdin ? "" : StdinClosed);
+                return new Opened(attached, id, null, stdin, stdin ? "" : StdinClosed, inspect.Config.Tty);
             default:
                 throw new SessionRefusedException($"this agent does not know container sessions of kind '{request.ContainerKind}'");
         }
@@ -176,13 +186,25 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
     /// The viewer's input, until kumod ends the call; without a writable stream it is read and dropped. A failed write
     /// to the process's stdin does not end the session: its output (and exit code) may still be on the way.
     /// </summary>
-    private async Task RelayInputAsync(IAsyncStreamReader<ConsoleFrame> fromKumod, MultiplexedStream? stdin, CancellationToken ct)
+    private async Task RelayInputAsync(IAsyncStreamReader<ConsoleFrame> fromKumod, MultiplexedStream? stdin, Func<int, int, Task>? resize, CancellationToken ct)
     {
         try
         {
             while (await fromKumod.MoveNext(ct))
             {
                 var frame = fromKumod.Current;
+                if (frame.ResizeRows > 0 && frame.ResizeCols > 0 && resize is not null)
+                {
+                    try
+                    {
+                        await resize(frame.ResizeRows, frame.ResizeCols);
+                    }
+                    catch (Exception e) when (e is DockerApiException or HttpRequestException or IOException)
+                    {
+                        // A resize racing the command's end is harmless: the session goes on without it.
+                        LogResizeFailed(e.Message);
+                    }
+                }
                 if (stdin is null) continue;
                 try
                 {
@@ -223,6 +245,9 @@ public sealed partial class ContainerSessions(ContainerEngine engine, ContainerB
 
     [LoggerMessage(LogLevel.Warning, "container session: writing to the process's stdin failed: {Reason}")]
     private partial void LogStdinFailed(string reason);
+
+    [LoggerMessage(LogLevel.Information, "container session: resizing the terminal failed: {Reason}")]
+    private partial void LogResizeFailed(string reason);
 
     [LoggerMessage(LogLevel.Warning, "container session for {Id}: the process's exit code could not be read: {Reason}")]
     private partial void LogNoExitCode(string id, string reason);

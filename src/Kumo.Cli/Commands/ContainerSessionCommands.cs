@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Net.WebSockets;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
@@ -50,6 +51,7 @@ internal static class ContainerSessionCommands
             using var ws = await run.Client.OpenContainerExecAsync(ctName, run.Get(command), run.Get(interactive), useTty, run.Cancellation);
             using var raw = useTty && run.Environment.IsInputTerminal ? VmConsoleCommand.RawTerminal.Enter() : null;
             var session = new Session(ws, run.Environment, raw is null ? "\n" : "\r\n");
+            using var resizing = raw is null ? null : await session.FollowTerminalSizeAsync(run.Cancellation);
             var output = session.ShowOutputAsync(run.Cancellation);
             var input = run.Get(interactive) ? session.TypeAsync(leaveKey: false, run.Cancellation) : null;
             await output;
@@ -75,6 +77,7 @@ internal static class ContainerSessionCommands
             var env = run.Environment;
             using var raw = env.IsInputTerminal ? VmConsoleCommand.RawTerminal.Enter() : null;
             var session = new Session(ws, env, raw is null ? "\n" : "\r\n");
+            using var resizing = raw is null ? null : await session.FollowTerminalSizeAsync(run.Cancellation);
             await env.Error.WriteAsync($"attached to {ctName}; Ctrl-] leaves (the container keeps running){session.Newline}");
             await env.Error.FlushAsync();
             var output = session.ShowOutputAsync(run.Cancellation);
@@ -112,6 +115,46 @@ internal static class ContainerSessionCommands
         private readonly Utf8Sink _err = new(env.Error);
         private readonly Stopwatch _lastOutput = Stopwatch.StartNew();
         private readonly CancellationTokenSource _typing = new();
+
+        // A WebSocket takes one send at a time: typed input and size changes share it.
+        private readonly SemaphoreSlim _sending = new(1, 1);
+
+        private async Task SendAsync(ReadOnlyMemory<byte> message, WebSocketMessageType type, CancellationToken ct)
+        {
+            await _sending.WaitAsync(ct);
+            try
+            {
+                await ws.SendAsync(message, type, true, ct);
+            }
+            finally
+            {
+                _sending.Release();
+            }
+        }
+
+        /// <summary>
+        /// Sends the terminal's size now and whenever it changes (SIGWINCH), so the process's terminal matches it
+        /// (the agent asks the engine to resize it). Disposing stops following.
+        /// </summary>
+        public async Task<IDisposable?> FollowTerminalSizeAsync(CancellationToken ct)
+        {
+            if (Console.IsOutputRedirected) return null;
+            await SendSizeAsync(ct);
+            return PosixSignalRegistration.Create(PosixSignal.SIGWINCH, signal => _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await SendSizeAsync(ct);
+                }
+                catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException)
+                {
+                }
+            }, CancellationToken.None));
+        }
+
+        private Task SendSizeAsync(CancellationToken ct) =>
+            SendAsync(JsonSerializer.SerializeToUtf8Bytes(new { resize = new { rows = Console.WindowHeight, cols = Console.WindowWidth } }),
+                WebSocketMessageType.Text, ct);
 
         public string Newline => newline;
         public int? ExitCode { get; private set; }
@@ -191,11 +234,11 @@ internal static class ContainerSessionCommands
                     var leave = leaveKey ? Array.IndexOf(buffer, (byte)VmConsoleCommand.LeaveKey, 1, n) : -1;
                     var end = leave >= 0 ? leave : n + 1;
                     buffer[0] = StdinStream;
-                    if (end > 1) await ws.SendAsync(buffer.AsMemory(0, end), WebSocketMessageType.Binary, true, typing.Token);
+                    if (end > 1) await SendAsync(buffer.AsMemory(0, end), WebSocketMessageType.Binary, typing.Token);
                     if (leave >= 0) return true;
                 }
                 if (!leaveKey)
-                    await ws.SendAsync("{\"closeStdin\":true}"u8.ToArray(), WebSocketMessageType.Text, true, typing.Token);
+                    await SendAsync("{\"closeStdin\":true}"u8.ToArray(), WebSocketMessageType.Text, typing.Token);
             }
             catch (Exception e) when (e is WebSocketException or OperationCanceledException)
             {

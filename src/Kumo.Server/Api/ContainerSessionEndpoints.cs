@@ -19,7 +19,8 @@ namespace Kumo.Server.Api;
 /// <remarks>
 /// The WebSocket framing: a binary message starts with a stream byte (0 stdin from the client; 1 stdout, 2 stderr
 /// from kumod) followed by the bytes; a text message is a JSON object: from kumod <c>{"exitCode":N}</c> (the process
-/// ended), <c>{"notice":"..."}</c> or <c>{"error":"..."}</c>; from the client <c>{"closeStdin":true}</c>.
+/// ended), <c>{"notice":"..."}</c> or <c>{"error":"..."}</c>; from the client <c>{"closeStdin":true}</c> and
+/// <c>{"resize":{"rows":R,"cols":C}}</c> (the terminal's size, for a session with a terminal).
 /// </remarks>
 internal static class ContainerSessionEndpoints
 {
@@ -165,7 +166,9 @@ internal static class ContainerSessionEndpoints
                 {
                     text.Write(buffer, 0, r.Count);
                     if (!r.EndOfMessage) continue;
-                    if (CloseStdin(text.ToArray())) await link.CloseInputAsync(session.Token);
+                    var control = text.ToArray();
+                    if (CloseStdin(control)) await link.CloseInputAsync(session.Token);
+                    else if (Resize(control) is { } size) await link.ResizeAsync(size.Rows, size.Cols, session.Token);
                     text.SetLength(0);
                     continue;
                 }
@@ -205,6 +208,24 @@ internal static class ContainerSessionEndpoints
 
     private static Task SendJsonAsync(WebSocket ws, Dictionary<string, object> message, CancellationToken ct) =>
         ws.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message), WebSocketMessageType.Text, true, ct);
+
+    /// <summary>{"resize":{"rows":R,"cols":C}} with sizes a terminal can have (1-1000); null for anything else.</summary>
+    private static (int Rows, int Cols)? Resize(byte[] json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("resize", out var r) && r.ValueKind == JsonValueKind.Object
+                && r.TryGetProperty("rows", out var rows) && rows.TryGetInt32(out var rv) && rv is >= 1 and <= 1000
+                && r.TryGetProperty("cols", out var cols) && cols.TryGetInt32(out var cv) && cv is >= 1 and <= 1000
+                ? (rv, cv)
+                : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
 
     private static bool CloseStdin(byte[] json)
     {

@@ -156,6 +156,9 @@ public sealed class ConsoleLink(IServerStreamWriter<ConsoleFrame> toAgent)
     /// <summary>Tells the agent that the viewer's input ended (an exec'd command then reads end of file).</summary>
     public Task CloseInputAsync(CancellationToken ct) => SendAsync(new ConsoleFrame { CloseInput = true }, ct);
 
+    /// <summary>Tells the agent the viewer's terminal size (rows and columns) changed.</summary>
+    public Task ResizeAsync(int rows, int cols, CancellationToken ct) => SendAsync(new ConsoleFrame { ResizeRows = rows, ResizeCols = cols }, ct);
+
     private async Task SendAsync(ConsoleFrame frame, CancellationToken ct)
     {
         if (_closed.Task.IsCompleted) return;

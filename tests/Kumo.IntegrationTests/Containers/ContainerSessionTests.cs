@@ -175,5 +175,39 @@ public sealed class ContainerSessionTests(ContainerKumo fixture) : IClassFixture
         }
         Ok(await Alice("ct", "rm", "private1", "--force"));
     }
-}
 
+    [Fact]
+    public async Task ExecWithTerminal_ResizeMessage_ResizesTheCommandsTerminal()
+    {
+        Ok(await Alice("ct", "run", "term", "--", "sleep", "600"));
+        using var invoker = new HttpMessageInvoker(new Kumo.Client.Trust.PinnedCaHandler(Kumo.Core.Security.CaTrust.LoadPem(Env.CaPath)));
+        using var ws = new System.Net.WebSockets.ClientWebSocket();
+        ws.Options.SetRequestHeader("Authorization", "Bearer " + fixture.Alice);
+        // The command waits for a line, so the size it reads is the one set before the line was sent.
+        var query = string.Join("&", new[] { "sh", "-c", "read x; stty size" }.Select(c => "command=" + Uri.EscapeDataString(c)));
+        await ws.ConnectAsync(new Uri($"wss://127.0.0.1:{Env.ApiPort}/api/v1/instances/term/exec?{query}&stdin=true&tty=true"), invoker, CancellationToken.None);
+        await ws.SendAsync("{\"resize\":{\"rows\":37,\"cols\":101}}"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Text, true, CancellationToken.None);
+        await ws.SendAsync(new byte[] { 0, (byte)'g', (byte)'o', (byte)'\n' }, System.Net.WebSockets.WebSocketMessageType.Binary, true, CancellationToken.None);
+
+        var output = new System.Text.StringBuilder();
+        int? exitCode = null;
+        using var deadline = new CancellationTokenSource(Patience);
+        var buffer = new byte[16 * 1024];
+        var message = new MemoryStream();
+        while (exitCode is null)
+        {
+            var r = await ws.ReceiveAsync(buffer, deadline.Token);
+            if (r.MessageType == System.Net.WebSockets.WebSocketMessageType.Close) break;
+            message.Write(buffer, 0, r.Count);
+            if (!r.EndOfMessage) continue;
+            var bytes = message.ToArray();
+            message.SetLength(0);
+            if (r.MessageType == System.Net.WebSockets.WebSocketMessageType.Binary && bytes.Length > 1) output.Append(System.Text.Encoding.UTF8.GetString(bytes, 1, bytes.Length - 1));
+            else if (r.MessageType == System.Net.WebSockets.WebSocketMessageType.Text
+                && System.Text.Json.JsonDocument.Parse(bytes).RootElement.TryGetProperty("exitCode", out var code)) exitCode = code.GetInt32();
+        }
+        Assert.Equal(0, exitCode);
+        Assert.Contains("37 101", output.ToString());
+        Ok(await Alice("ct", "rm", "term", "--force"));
+    }
+}
