@@ -23,6 +23,9 @@ RUNTIME_PACKAGES=(
     # Tenant networks: a bridge and taps per network (iproute2), dnsmasq per network for DHCP/DNS (the -base package:
     # no system-wide dnsmasq service), nftables for isolation and NAT.
     dnsmasq-base nftables
+    # The libvirt driver (kumo-agent --libvirt): libvirtd with its QEMU driver, and virsh, which the agent calls
+    # (no maintained .NET binding of libvirt exists on NuGet).
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )
 
 # What the test suites need on top. Add a package here when a test starts needing it.

@@ -371,6 +371,19 @@ internal static class Migrations
         ALTER TABLE instances ADD COLUMN cluster_id TEXT;
         CREATE INDEX instances_cluster ON instances (cluster_id) WHERE cluster_id IS NOT NULL;
         """,
+        // 18: admin-owned libvirt domain templates. An instance made from one keeps the template's XML as it was at
+        // create time, so changing or removing the template never changes a defined VM.
+        """
+        CREATE TABLE domain_templates (
+            name TEXT PRIMARY KEY,
+            description TEXT,
+            xml TEXT NOT NULL,
+            created_by TEXT,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE instances ADD COLUMN template TEXT;
+        ALTER TABLE instances ADD COLUMN template_xml TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;
