@@ -76,6 +76,15 @@ install_packages() {
         || kumo_die "apt-get install ${missing[*]} failed"
 }
 
+# A root libvirtd refuses to start its QEMU driver without the libvirt-qemu user and group, which Debian creates in
+# libvirt-daemon-system; that package also brings services and a default network Kumo does not want.
+ensure_libvirt_qemu_user() {
+    getent group libvirt-qemu >/dev/null || as_root groupadd --system libvirt-qemu \
+        || kumo_die "groupadd libvirt-qemu failed"
+    getent passwd libvirt-qemu >/dev/null || as_root useradd --system --no-create-home --home-dir /var/lib/libvirt \
+        --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu || kumo_die "useradd libvirt-qemu failed"
+}
+
 main() {
     local packages=("${RUNTIME_PACKAGES[@]}")
     case "${1:-}" in
@@ -85,6 +94,7 @@ main() {
         *) usage >&2; kumo_die "unknown option: $1" ;;
     esac
     install_packages "${packages[@]}"
+    ensure_libvirt_qemu_user
     kumo_require_dotnet
 }
 

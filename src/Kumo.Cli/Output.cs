@@ -315,6 +315,7 @@ internal sealed partial class Output
         ("Desired", i.DesiredPower),
         ("Node", i.Node),
         ("Image", i.Image),
+        ("Template", i.Template),
         ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
         ("Memory", Size(i.MemoryBytes)),
         ("Disk", i.DiskBytes > 0 ? Size(i.DiskBytes) : null),

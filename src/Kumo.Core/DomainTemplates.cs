@@ -160,8 +160,9 @@ public static class DomainTemplates
         var metadata = new XElement("metadata", new XElement(kumo + "instance",
             new XAttribute(XNamespace.Xmlns + "kumo", MetadataNamespace),
             new XAttribute("id", r.InstanceId), new XAttribute("node", r.NodeName)));
-        // libvirt keeps <metadata> where the schema wants it; after <name> is where it writes it itself.
-        domain.Element("name")!.AddAfterSelf(metadata);
+        // libvirt keeps <metadata> where the schema wants it; after <name> is where it writes it itself. The UUID is
+        // derived from the instance id, so redefining the domain (every start) updates it instead of clashing.
+        domain.Element("name")!.AddAfterSelf(new XElement("uuid", UuidOf(r.InstanceId)), metadata);
         var os = domain.Element("os")!;
         if (r.Kernel is not null)
         {
@@ -192,6 +193,15 @@ public static class DomainTemplates
         {
             return null;
         }
+    }
+
+    /// <summary>A stable UUID (version 8, RFC 9562) for an instance id.</summary>
+    public static Guid UuidOf(string instanceId)
+    {
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("kumo-domain:" + instanceId));
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x80);
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
+        return new Guid(hash.AsSpan(0, 16), bigEndian: true);
     }
 
     private static string Fill(string s, RenderInput r, string kib) =>

@@ -73,6 +73,9 @@ public sealed class DomainTemplatesTests
         Assert.Contains("/state/i1/serial-qemu.sock", xml, StringComparison.Ordinal);
         Assert.DoesNotContain("{{", xml, StringComparison.Ordinal);
         Assert.Equal(("i1", "node-a"), DomainTemplates.LabelOf(xml));
+        Assert.Contains($"<uuid>{DomainTemplates.UuidOf("i1")}</uuid>", xml, StringComparison.Ordinal);
+        Assert.Equal(DomainTemplates.UuidOf("i1"), DomainTemplates.UuidOf("i1"));
+        Assert.NotEqual(DomainTemplates.UuidOf("i1"), DomainTemplates.UuidOf("i2"));
     }
 
     [Fact]

@@ -47,17 +47,24 @@ internal static class VmCommands
             Description = "File whose first line is the guest user's password (- reads stdin); kumod keeps only its hash",
             HelpName = "FILE",
         };
+        var template = new Option<string?>("--template") { Description = "Make it from this libvirt domain template (see kumo template list); it runs through libvirtd" };
+        var set = new Option<string[]>("--set")
+        {
+            Description = "With --template: ask to change something the template fixes (network, disk.bus, disk.format); kumod refuses it",
+            HelpName = "KEY=VALUE",
+        };
         var noWait = NoWait();
         var create = new Command("create", "Create a VM and wait until its guest is ready")
         {
-            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, noWait,
+            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, template, set, noWait,
         };
         cli.Examples(create,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
             "kumo vm create db --image tiny --cpus 2 --memory 1G --disk 10G --node node-1",
             "kumo vm create later --image tiny --memory 256M --stopped --no-wait",
             "kumo vm create a --network lab-net",
-            "kumo vm create d1 --image debian --memory 512M --ssh-key ~/.ssh/id_ed25519.pub");
+            "kumo vm create d1 --image debian --memory 512M --ssh-key ~/.ssh/id_ed25519.pub",
+            "kumo vm create x --template small --cpus 1 --memory 256M --image tiny");
         cli.SetAction(create, async run =>
         {
             var post = new InstancesPost
@@ -75,6 +82,8 @@ internal static class VmCommands
                 Network = run.Get(network) is { } net ? Check.Name(net, "network name") : null,
                 SshKeys = run.Get(sshKeys) is { Length: > 0 } keys ? ReadKeys(keys) : null,
                 Password = run.Get(passwordFile) is { } pw ? ReadPassword(pw) : null,
+                Template = run.Get(template) is { } t ? Check.Name(t, "template name") : null,
+                TemplateOverrides = run.Get(set) is { Length: > 0 } s ? Check.Labels(s, "--set") : null,
             };
             var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
             return await OperationCommands.FinishAsync(run, operation, run.Get(noWait), _ => ShowResultAsync(run, post.Name));

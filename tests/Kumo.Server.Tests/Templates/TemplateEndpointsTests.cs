@@ -94,4 +94,41 @@ public sealed class TemplateEndpointsTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NoContent, removed.StatusCode);
         await again.AssertProblemAsync(HttpStatusCode.NotFound, ProblemTypes.NotFound);
     }
+
+    [Fact]
+    public async Task CreateVm_FromUnknownTemplate_Returns400ValidationNamingTheTemplate()
+    {
+        await _server.AddNodeAsync("node-a");
+
+        var problem = await (await _server.CreateAsync(new InstancesPost { Name = "x", Template = "nope" })).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.Validation);
+
+        Assert.Contains("template 'nope' does not exist", problem.Errors!["template"][0]);
+        Assert.Equal(0, await _server.CountInstancesAsync());
+    }
+
+    [Fact]
+    public async Task CreateVm_FromTemplate_WithNetworkOrDiskBus_Returns400TemplateOverrideForEachField()
+    {
+        using var added = await _server.Client.PostAsJsonAsync("/api/v1/templates", new TemplatesPost { Name = "small", Xml = Small }, Problems.Json);
+
+        var problem = await (await _server.CreateAsync(new InstancesPost
+        {
+            Name = "x", Template = "small", Network = "lab", TemplateOverrides = new Dictionary<string, string> { ["disk.bus"] = "ide" },
+        })).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.TemplateOverride);
+
+        Assert.Equal(["disk.bus", "network"], problem.Errors!.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(0, await _server.CountInstancesAsync());
+    }
+
+    [Fact]
+    public async Task CreateVm_FromTemplate_WithoutALibvirtNode_Returns409NoCapacity()
+    {
+        await _server.AddNodeAsync("plain");
+        using var added = await _server.Client.PostAsJsonAsync("/api/v1/templates", new TemplatesPost { Name = "small", Xml = Small }, Problems.Json);
+
+        var problem = await (await _server.CreateAsync(new InstancesPost { Name = "x", Template = "small", Memory = "64M" }))
+            .AssertProblemAsync(HttpStatusCode.Conflict, ProblemTypes.NoCapacity);
+
+        Assert.Contains("kumo.dev/libvirt", problem.Rejections!["plain"]);
+    }
 }
