@@ -36,8 +36,13 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
             if (d.DomainTemplate.Length > 0 && Libvirt is null)
             {
                 // kumod places templated VMs only on nodes that say they have libvirt; this one was started without it since.
-                _ = reporter.ReportAsync(new InstanceStatus { Id = d.Id, State = Core.InstanceStates.Error, BootGeneration = d.BootGeneration,
-                    Message = "this node's agent runs without --libvirt; the VM needs the libvirt driver" }, ct);
+                _ = reporter.ReportAsync(new InstanceStatus
+                {
+                    Id = d.Id,
+                    State = Core.InstanceStates.Error,
+                    BootGeneration = d.BootGeneration,
+                    Message = "this node's agent runs without --libvirt; the VM needs the libvirt driver"
+                }, ct);
                 continue;
             }
             Worker(d.Id, d.DomainTemplate.Length > 0 ? Libvirt : driver, ct).SetDesired(d);

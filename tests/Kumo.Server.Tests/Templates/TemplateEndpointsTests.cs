@@ -113,7 +113,10 @@ public sealed class TemplateEndpointsTests : IAsyncLifetime
 
         var problem = await (await _server.CreateAsync(new InstancesPost
         {
-            Name = "x", Template = "small", Network = "lab", TemplateOverrides = new Dictionary<string, string> { ["disk.bus"] = "ide" },
+            Name = "x",
+            Template = "small",
+            Network = "lab",
+            TemplateOverrides = new Dictionary<string, string> { ["disk.bus"] = "ide" },
         })).AssertProblemAsync(HttpStatusCode.BadRequest, ProblemTypes.TemplateOverride);
 
         Assert.Equal(["disk.bus", "network"], problem.Errors!.Keys.Order(StringComparer.Ordinal));
