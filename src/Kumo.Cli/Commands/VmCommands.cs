@@ -54,9 +54,11 @@ internal static class VmCommands
             HelpName = "KEY=VALUE",
         };
         var noWait = NoWait();
-        var create = new Command("create", "Create a VM and wait until its guest is ready")
+        var start = new Option<string?>("--start") { Description = "Reserve the VM from this time: local 2026-12-01T09:00, UTC with Z, or +DURATION from now (+10m)" };
+        var end = new Option<string?>("--end") { Description = "Reservation end, same forms as --start; at the end the VM is stopped and deleted" };
+        var create = new Command("create", "Create a VM and wait until its guest is ready, or reserve it for a time window (--start/--end)")
         {
-            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, template, set, noWait,
+            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, start, end, template, set, noWait,
         };
         cli.Examples(create,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
@@ -64,9 +66,15 @@ internal static class VmCommands
             "kumo vm create later --image tiny --memory 256M --stopped --no-wait",
             "kumo vm create a --network lab-net",
             "kumo vm create d1 --image debian --memory 512M --ssh-key ~/.ssh/id_ed25519.pub",
+            "kumo vm create exam --memory 512M --start 2026-12-01T09:00 --end 2026-12-01T12:00",
             "kumo vm create x --template small --cpus 1 --memory 256M --image tiny");
         cli.SetAction(create, async run =>
         {
+            var now = DateTimeOffset.UtcNow;
+            var from = run.Get(start) is { } st ? ClusterCommands.When(st, "--start", now) : (DateTimeOffset?)null;
+            var to = run.Get(end) is { } en ? ClusterCommands.When(en, "--end", now) : (DateTimeOffset?)null;
+            if (from is not null && to is null) throw new UsageException("--start needs --end: a reservation is a window");
+            if (to is not null && run.Get(stopped)) throw new UsageException("--stopped cannot be combined with a reservation: the VM starts when its window opens");
             var post = new InstancesPost
             {
                 Name = Check.Name(run.Get(name), "vm name"),
@@ -82,10 +90,18 @@ internal static class VmCommands
                 Network = run.Get(network) is { } net ? Check.Name(net, "network name") : null,
                 SshKeys = run.Get(sshKeys) is { Length: > 0 } keys ? ReadKeys(keys) : null,
                 Password = run.Get(passwordFile) is { } pw ? ReadPassword(pw) : null,
+                Start = from,
+                End = to,
                 Template = run.Get(template) is { } t ? Check.Name(t, "template name") : null,
                 TemplateOverrides = run.Get(set) is { Length: > 0 } s ? Check.Labels(s, "--set") : null,
             };
             var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
+            // A window that opens later: the operation is already done and there is no VM to show yet.
+            if (to is not null && operation.Status == OperationStatuses.Succeeded && operation.Kind == "reserve")
+            {
+                run.Output.Write(await run.Client.GetReservationAsync(post.Name, run.Cancellation), Output.Reservation);
+                return KumoCli.Ok;
+            }
             return await OperationCommands.FinishAsync(run, operation, run.Get(noWait), _ => ShowResultAsync(run, post.Name));
         });
         return create;
