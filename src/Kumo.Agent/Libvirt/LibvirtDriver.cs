@@ -171,7 +171,11 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
                     await channel.SendAsync("poweroff", ct);
                 else
                     await virsh.CheckAsync(ct, "shutdown", DomainOf(id));
-                if (await WaitExitAsync(pid.Value, gracePeriod, ct)) return;
+                if (await WaitExitAsync(pid.Value, gracePeriod, ct))
+                {
+                    await WaitShutOffAsync(id, ct);
+                    return;
+                }
                 LogGraceExpired(id, gracePeriod.TotalSeconds);
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or System.Net.Sockets.SocketException)
@@ -183,6 +187,23 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         if (r.ExitCode != 0 && !Virsh.IsNoDomain(r) && ProcessRunner.IsAlive(pid.Value))
             throw new InvalidOperationException($"virsh destroy failed: {Virsh.Message(r)}");
         await WaitExitAsync(pid.Value, TimeSpan.FromSeconds(10), ct);
+        await WaitShutOffAsync(id, ct);
+    }
+
+    /// <summary>
+    /// libvirtd notices QEMU's exit a moment after the process is gone ("in shutdown" until then); a stop is done when
+    /// libvirt says "shut off" too, so `virsh list --all` never disagrees with a stopped VM. Bounded: a slow libvirtd
+    /// does not hold the worker.
+    /// </summary>
+    private async Task WaitShutOffAsync(string id, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            var r = await virsh.RunAsync(ct, "domstate", DomainOf(id));
+            if (r.ExitCode != 0 || r.Stdout.Trim() == "shut off") return;
+            await Task.Delay(50, ct);
+        }
     }
 
     public async Task DeleteAsync(string id, CancellationToken ct)
