@@ -262,9 +262,9 @@ internal sealed partial class Output
 
     public IRenderable Reservations(IReadOnlyList<Reservation> reservations)
     {
-        var table = Table("NAME", "START", "END", "STATE", "NODE", "CPUS", "MEMORY");
+        var table = Table("NAME", "KIND", "START", "END", "STATE", "NODE", "CPUS", "MEMORY");
         foreach (var r in reservations)
-            AddRow(table, r.Name, Time(r.Start), Time(r.End), r.State, r.Node, r.Cpus.ToString(CultureInfo.InvariantCulture), Size(r.MemoryBytes));
+            AddRow(table, r.Name, r.Kind, Time(r.Start), Time(r.End), r.State, r.Node, r.Cpus.ToString(CultureInfo.InvariantCulture), Size(r.MemoryBytes));
         return table;
     }
 
@@ -273,6 +273,7 @@ internal sealed partial class Output
         var rows = new List<(string, string?)>
         {
             ("Name", r.Name),
+            ("Kind", r.Kind),
             ("Project", r.Project),
             ("Owner", r.Owner),
             ("Window", Window(r.Start, r.End)),

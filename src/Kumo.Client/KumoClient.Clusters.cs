@@ -26,4 +26,8 @@ public sealed partial class KumoClient
 
     public Task<Reservation> GetReservationAsync(string name, CancellationToken cancellationToken = default) =>
         SendJsonAsync<Reservation>(HttpMethod.Get, InProject($"api/v1/reservations/{Escape(name)}"), cancellationToken);
+
+    /// <summary>Cancels a scheduled reservation or ends a running one now (its VM or cluster is deleted).</summary>
+    public Task<Operation> DeleteReservationAsync(string name, CancellationToken cancellationToken = default) =>
+        SendJsonAsync<Operation>(HttpMethod.Delete, InProject($"api/v1/reservations/{Escape(name)}"), cancellationToken);
 }

@@ -135,10 +135,23 @@ public sealed record ClusterScale
     public int? Nodes { get; init; }
 }
 
-/// <summary>A reservation: capacity held for a cluster during a window (GET /reservations).</summary>
+/// <summary>What a reservation holds capacity for. Persisted; never rename a value.</summary>
+public static class ReservationKinds
+{
+    /// <summary>A virtual cluster (kumo cluster create --start/--end).</summary>
+    public const string Cluster = "cluster";
+
+    /// <summary>A single VM (kumo vm create --start/--end); the VM has the reservation's name.</summary>
+    public const string Vm = "vm";
+}
+
+/// <summary>A reservation: capacity held for a cluster or a single VM during a window (GET /reservations).</summary>
 public sealed record Reservation
 {
     public required string Name { get; init; }
+
+    /// <summary><see cref="ReservationKinds"/>: cluster or vm.</summary>
+    public string Kind { get; init; } = ReservationKinds.Cluster;
     public required string Project { get; init; }
     public string? Owner { get; init; }
     public DateTimeOffset Start { get; init; }

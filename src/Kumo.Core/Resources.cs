@@ -183,6 +183,12 @@ public sealed record InstancesPost
     /// <summary>A password for the guest's default user (cloud-init); stored only as a SHA-512 crypt hash.</summary>
     public string? Password { get; init; }
 
+    /// <summary>VMs: reserve the VM for a window instead of creating it now (UTC); it is created at the start and released at the end.</summary>
+    public DateTimeOffset? Start { get; init; }
+
+    /// <summary>VMs: end of the reservation window (UTC); required with <see cref="Start"/>.</summary>
+    public DateTimeOffset? End { get; init; }
+
     /// <summary>Containers: the command and its arguments (default: the image's).</summary>
     public IReadOnlyList<string>? Command { get; init; }
 

@@ -115,7 +115,7 @@ internal static class ClusterCommands
 
     public static Command Reservations(CliContext cli)
     {
-        var reservation = new Command("reservation", "The reservation calendar: capacity held for clusters during their windows (times shown in local time)");
+        var reservation = new Command("reservation", "The reservation calendar: capacity held for clusters and VMs during their windows (times shown in local time)");
         var list = new Command("list", "List the project's reservations, past ones included");
         cli.Examples(list, "kumo reservation list");
         cli.SetAction(list, async run =>
@@ -125,15 +125,31 @@ internal static class ClusterCommands
         });
         reservation.Subcommands.Add(list);
 
-        var showName = new Argument<string>("NAME") { Description = "Cluster name" };
+        var showName = new Argument<string>("NAME") { Description = "Reservation name (the cluster's or the VM's)" };
         var show = new Command("show", "Show one reservation with its events") { showName };
         cli.Examples(show, "kumo reservation show hpc");
         cli.SetAction(show, async run =>
         {
-            run.Output.Write(await run.Client.GetReservationAsync(Check.Name(run.Get(showName), "cluster name"), run.Cancellation), Output.Reservation);
+            run.Output.Write(await run.Client.GetReservationAsync(Check.Name(run.Get(showName), "reservation name"), run.Cancellation), Output.Reservation);
             return KumoCli.Ok;
         });
         reservation.Subcommands.Add(show);
+
+        var deleteName = new Argument<string>("NAME") { Description = "Reservation name (the cluster's or the VM's)" };
+        var deleteNoWait = VmCommands.NoWait();
+        var delete = new Command("delete", "Cancel a reservation before its window, or end it now: its VM or cluster is deleted") { deleteName, deleteNoWait };
+        cli.Examples(delete, "kumo reservation delete lab", "kumo reservation delete exam-vm");
+        cli.SetAction(delete, async run =>
+        {
+            var n = Check.Name(run.Get(deleteName), "reservation name");
+            var operation = await run.Client.DeleteReservationAsync(n, run.Cancellation);
+            return await OperationCommands.FinishAsync(run, operation, run.Get(deleteNoWait), _ =>
+            {
+                run.Output.Write(new { name = n, deleted = true }, r => Output.Line($"reservation {r.name} deleted"));
+                return Task.CompletedTask;
+            });
+        });
+        reservation.Subcommands.Add(delete);
         return reservation;
     }
 

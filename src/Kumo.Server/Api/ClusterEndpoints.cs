@@ -52,5 +52,12 @@ internal static class ClusterEndpoints
         r.MapGet("/{name}", async (ClusterService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
             await s.ReservationAsync(await p.ResolveAsync(Caller.Of(http), project, ct), name, ct))
             .Requires("reservation", "get");
+
+        // Cancels a scheduled reservation, or ends a running one now (its VM or cluster is deleted; ended ones are forgotten).
+        r.MapDelete("/{name}", async (ClusterService s, ProjectService p, HttpContext http, string name, string? project, CancellationToken ct) =>
+        {
+            var caller = Caller.Of(http);
+            return InstanceEndpoints.Accepted(await s.DeleteAsync(caller, await p.ResolveAsync(caller, project, ct), name, ct, reservation: true));
+        }).Produces<Operation>(202).Requires("reservation", "delete");
     }
 }

@@ -26,11 +26,14 @@ internal static class InstanceEndpoints
             return i;
         }).Requires("instance", "get");
 
-        g.MapPost("/", async (InstanceService s, ProjectService p, HttpContext http, string? project, CancellationToken ct) =>
+        // With start/end the VM is reserved for that window instead (the operation ends at once unless the window is open).
+        g.MapPost("/", async (InstanceService s, Clusters.ClusterService clusters, ProjectService p, HttpContext http, string? project, CancellationToken ct) =>
         {
             var caller = Caller.Of(http);
             var resolved = await p.ResolveAsync(caller, project, ct);
-            return Accepted(await s.CreateAsync(caller, resolved, await Problems.ReadJsonAsync<InstancesPost>(http.Request), ct));
+            var body = await Problems.ReadJsonAsync<InstancesPost>(http.Request);
+            if (body is { Start: not null } or { End: not null }) return Accepted(await clusters.ReserveVmAsync(caller, resolved, body, ct));
+            return Accepted(await s.CreateAsync(caller, resolved, body, ct));
         }).Accepts<InstancesPost>("application/json").Produces<Operation>(202).Requires("instance", "create");
 
         g.MapPut("/{name}", async (InstanceService s, ProjectService p, ProxyHost proxy, HttpContext http, string name, string? project, CancellationToken ct) =>

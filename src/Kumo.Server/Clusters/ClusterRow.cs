@@ -10,6 +10,14 @@ internal sealed class ClusterRow
     public string Id { get; set; } = "";
     public string Name { get; set; } = "";
     public string Project { get; set; } = "";
+
+    /// <summary><see cref="ReservationKinds"/>: a cluster, or a single reserved VM (frontend fields describe it).</summary>
+    public string Kind { get; set; } = ReservationKinds.Cluster;
+
+    /// <summary>A reserved VM's validated create request (JSON, no password) and its password's crypt hash.</summary>
+    public string? VmSpec { get; set; }
+
+    public string? VmPasswordHash { get; set; }
     public string? OwnerId { get; set; }
     public string State { get; set; } = "";
     public string? Message { get; set; }
@@ -46,7 +54,10 @@ internal sealed class ClusterRow
     public int TotalCpus => (int)(FrontendCpus + Nodes * NodeCpus);
     public long TotalMemoryBytes => FrontendMemoryBytes + Nodes * NodeMemoryBytes;
     public bool IsReservation => EndAt is not null;
-    public string FrontendName => ClusterNames.Frontend(Name);
+    public bool IsVm => Kind == ReservationKinds.Vm;
+
+    /// <summary>The frontend's name; a reserved VM is its only member and has the reservation's name.</summary>
+    public string FrontendName => IsVm ? Name : ClusterNames.Frontend(Name);
 
     private static readonly JsonSerializerOptions Camel = new(JsonSerializerDefaults.Web);
 
@@ -91,6 +102,7 @@ internal sealed class ClusterRow
     public Reservation ToReservation() => new()
     {
         Name = Name,
+        Kind = Kind,
         Project = Project,
         Owner = OwnerName,
         Start = Json.Time(StartAt!),

@@ -43,7 +43,7 @@ public sealed class ClusterService(
     private ClusterOptions Options => options.Value;
 
     public Task<List<Cluster>> ListAsync(string project, CancellationToken ct) =>
-        db.ReadAsync(c => c.Query<ClusterRow>(Select + " WHERE c.project = @project ORDER BY c.name", new { project })
+        db.ReadAsync(c => c.Query<ClusterRow>(Select + " WHERE c.project = @project AND c.kind = 'cluster' ORDER BY c.name", new { project })
             .Select(r => r.ToApi(Members(c, null, r))).ToList(), ct);
 
     public async Task<Cluster> GetAsync(string project, string name, CancellationToken ct) =>
@@ -55,7 +55,7 @@ public sealed class ClusterService(
             .Select(r => r.ToReservation()).ToList(), ct);
 
     public async Task<Reservation> ReservationAsync(string project, string name, CancellationToken ct) =>
-        await db.ReadAsync(c => Find(c, null, project, name) is { EndAt: not null } r ? r.ToReservation() : null, ct)
+        await db.ReadAsync(c => FindAny(c, null, project, name) is { EndAt: not null } r ? r.ToReservation() : null, ct)
         ?? throw ProblemException.NotFound("reservation", name);
 
     /// <summary>Validated request, with defaults filled in.</summary>
@@ -94,21 +94,7 @@ public sealed class ClusterService(
         if (body.Network is not null && Names.Validate(body.Network, "network name") is { } netError) errors["network"] = [netError];
         var expose = body.ExposePort ?? 22;
         if (expose is < 0 or > 65535) errors["exposePort"] = [$"exposePort must be between 1 and 65535 (0 for none), got {expose}"];
-        DateTimeOffset? start = null, end = null;
-        if (body.Start is not null || body.End is not null)
-        {
-            var now = time.GetUtcNow();
-            if (body.End is null) errors["end"] = ["a reservation needs an end time (--end)"];
-            else
-            {
-                start = body.Start ?? now;
-                end = body.End;
-                // A start a few seconds old is "now" (the request was on its way); older is an error.
-                if (body.Start is { } s && s < now && s > now - TimeSpan.FromMinutes(1)) start = now;
-                if (ReservationCalendar.Validate(start.Value, end.Value, now) is { } windowError)
-                    errors[windowError.Contains("start", StringComparison.Ordinal) && !windowError.StartsWith("end", StringComparison.Ordinal) ? "start" : "end"] = [windowError];
-            }
-        }
+        var (start, end) = Window(body.Start, body.End, errors);
         if (errors.Count > 0) throw ProblemException.Validation(errors);
         return new ValidCluster(body.Name!, body.Nodes!.Value, frontendImage, frontendCpus, frontendMemory, nodeImage, nodeCpus, nodeMemory,
             subnet, body.Network, expose, start, end);
@@ -131,6 +117,99 @@ public sealed class ClusterService(
         }
     }
 
+    /// <summary>A reservation window from a request: none when neither end is given; errors keyed start/end.</summary>
+    private (DateTimeOffset? Start, DateTimeOffset? End) Window(DateTimeOffset? requestedStart, DateTimeOffset? requestedEnd, Dictionary<string, string[]> errors)
+    {
+        if (requestedStart is null && requestedEnd is null) return (null, null);
+        var now = time.GetUtcNow();
+        if (requestedEnd is not { } end)
+        {
+            errors["end"] = ["a reservation needs an end time (--end)"];
+            return (null, null);
+        }
+        var start = requestedStart ?? now;
+        // A start a few seconds old is "now" (the request was on its way); older is an error.
+        if (requestedStart is { } s && s < now && s > now - TimeSpan.FromMinutes(1)) start = now;
+        if (ReservationCalendar.Validate(start, end, now) is { } windowError)
+            errors[windowError.Contains("start", StringComparison.Ordinal) && !windowError.StartsWith("end", StringComparison.Ordinal) ? "start" : "end"] = [windowError];
+        return (start, end);
+    }
+
+    /// <summary>
+    /// Reserves a single VM for a window (POST /instances with start and end): the request is checked as a create
+    /// would be, the window admitted on one node, and the VM created with this name when the window opens.
+    /// </summary>
+    public async Task<Operation> ReserveVmAsync(Caller caller, string project, InstancesPost body, CancellationToken ct)
+    {
+        if (body.Type is { } type && type != InstanceTypes.Vm)
+            throw ProblemException.Validation("type", $"only VMs (and clusters) can be reserved for a window, not a {type}");
+        var errors = new Dictionary<string, string[]>();
+        var (start, end) = Window(body.Start, body.End, errors);
+        if (body.Stopped == true) errors["stopped"] = ["a reserved VM is started when its window opens; leave --stopped out"];
+        if (errors.Count > 0) throw ProblemException.Validation(errors);
+        var (req, image, passwordHash) = await instances.PrepareAsync(caller, project, body, ct);
+        try
+        {
+            return await db.WriteAsync(ctx => ReserveVm(ctx, caller, project, req, image, passwordHash, start!.Value, end!.Value), ct);
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == 19)
+        {
+            throw ProblemException.Conflict($"a reservation or cluster named '{req.Name}' already exists in project '{project}'");
+        }
+    }
+
+    private Operation ReserveVm(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash,
+        DateTimeOffset start, DateTimeOffset end)
+    {
+        var c = ctx.Connection;
+        if (FindAny(c, ctx.Transaction, project, req.Name) is { } clash)
+            throw ProblemException.Conflict($"a {(clash.IsVm ? "VM reservation" : "cluster")} named '{req.Name}' already exists in project '{project}'");
+        if (c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @project AND name = @Name", new { project, req.Name }, ctx.Transaction) > 0)
+            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists in project '{project}'");
+        if (req.Network is { } network && NetworkService.Find(c, ctx.Transaction, project, network) is null)
+            throw ProblemException.Validation("network", $"network '{network}' does not exist in project '{project}' (see: kumo network list)");
+        var now = time.GetUtcNow();
+        var row = new ClusterRow
+        {
+            Id = Ulid.NewUlid().ToString().ToLowerInvariant(),
+            Name = req.Name,
+            Project = project,
+            Kind = ReservationKinds.Vm,
+            VmSpec = System.Text.Json.JsonSerializer.Serialize(req with { Password = null }, SpecJson),
+            VmPasswordHash = passwordHash,
+            OwnerId = caller.UserId,
+            Nodes = 0,
+            FrontendImage = image.Name,
+            FrontendCpus = req.Cpus,
+            FrontendMemoryBytes = req.MemoryBytes,
+            NodeImage = image.Name,
+            PrivateNetwork = "",
+            PrivateSubnet = "",
+            ExternalNetwork = req.Network ?? "",
+            StartAt = Json.At(start),
+            EndAt = Json.At(end),
+            CreatedAt = Json.At(now),
+            UpdatedAt = Json.At(now),
+        };
+        // Validation ran a moment ago; a start that was "now" then is now again (the window cannot open in the past).
+        if (start < now) start = now;
+        Admit(ctx, row, start, end, now, req.Node);
+        if (start > now)
+        {
+            row.State = ClusterStates.Scheduled;
+            row.Message = $"reserved from {Json.At(start)} to {Json.At(end)}";
+            row.AddEvent(now, "reserved", row.Message);
+            Insert(ctx, row);
+            return operations.Insert(ctx, "reserve", req.Name, null, null, 0, $"VM '{req.Name}' {row.Message}", supersede: false, project: project, userId: caller.UserId);
+        }
+        row.State = ClusterStates.Creating;
+        row.Message = "creating the VM";
+        Insert(ctx, row);
+        return Materialize(ctx, row, caller);
+    }
+
+    private static readonly System.Text.Json.JsonSerializerOptions SpecJson = new(System.Text.Json.JsonSerializerDefaults.Web);
+
     /// <summary>
     /// Creates a cluster now (members placed and booting; the operation ends when all are running or the cluster was
     /// rolled back) or reserves it for a window (the operation ends at once; the reconciler creates it at the start).
@@ -151,8 +230,8 @@ public sealed class ClusterService(
     private Operation Create(WriteContext ctx, Caller caller, string project, ValidCluster req)
     {
         var c = ctx.Connection;
-        if (Find(c, ctx.Transaction, project, req.Name) is not null)
-            throw ProblemException.Conflict($"a cluster named '{req.Name}' already exists in project '{project}'");
+        if (FindAny(c, ctx.Transaction, project, req.Name) is { } clash)
+            throw ProblemException.Conflict($"a {(clash.IsVm ? "VM reservation" : "cluster")} named '{req.Name}' already exists in project '{project}'");
         foreach (var (image, field) in new[] { (req.FrontendImage, "frontendImage"), (req.NodeImage, "nodeImage") })
         {
             if (InstanceService.FindImage(c, ctx.Transaction, project, InstanceTypes.Vm, image) is null)
@@ -199,7 +278,8 @@ public sealed class ClusterService(
         }
 
         var startsLater = req.Start is { } start && start > now;
-        if (req.End is not null) Admit(ctx, row, req.Start!.Value, req.End.Value, now);
+        // Validation ran a moment ago; a start that was "now" then is now again (the window cannot open in the past).
+        if (req.End is not null) Admit(ctx, row, startsLater ? req.Start!.Value : now, req.End.Value, now);
         Operation op;
         if (startsLater)
         {
@@ -226,6 +306,7 @@ public sealed class ClusterService(
         // A reservation's capacity was admitted on one node: the whole cluster goes there.
         var reserved = row.NodeId is null ? null
             : ctx.Connection.ExecuteScalar<string>("SELECT name FROM nodes WHERE id = @NodeId", row, ctx.Transaction);
+        if (row.IsVm) return MaterializeVm(ctx, row, owner, reserved);
         var frontend = CreateMember(ctx, row, owner, row.FrontendName, row.FrontendImage, (int)row.FrontendCpus, row.FrontendMemoryBytes,
             [row.ExternalNetwork, row.PrivateNetwork], pin: reserved, 0);
         var (pin, excluded) = NodePlacement(ctx, frontend.NodeName, reserved);
@@ -238,6 +319,29 @@ public sealed class ClusterService(
             var nodeId = ctx.Connection.ExecuteScalar<string>("SELECT node_id FROM instances WHERE id = @id", new { id = frontend.InstanceId }, ctx.Transaction);
             row.PublicPort = forwards.Add(ctx, frontend.InstanceId, row.FrontendName, nodeId, externalId, (int)port, null, PortProtocols.Tcp).PublicPort;
         }
+        var op = operations.Insert(ctx, "cluster-create", row.Name, row.Id, Expect.Ready, 0, row.Message ?? "creating",
+            supersede: false, project: row.Project, userId: owner.UserId);
+        row.OperationId = op.Id;
+        Save(ctx, row);
+        return op;
+    }
+
+    /// <summary>Creates a reserved VM from its stored request, on the node its window was admitted on.</summary>
+    private Operation MaterializeVm(WriteContext ctx, ClusterRow row, Caller owner, string? reserved)
+    {
+        var req = System.Text.Json.JsonSerializer.Deserialize<ValidCreate>(row.VmSpec!, SpecJson)!;
+        req = req with
+        {
+            Node = reserved ?? req.Node,
+            Labels = new Dictionary<string, string>(req.Labels, StringComparer.Ordinal) { ["kumo.reservation"] = row.Name },
+        };
+        var imageRow = InstanceService.FindImage(ctx.Connection, ctx.Transaction, row.Project, InstanceTypes.Vm, req.Image)
+            ?? throw ProblemException.Validation("image", $"image '{req.Image}' no longer exists");
+        if (ctx.Connection.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @Project AND name = @Name", row, ctx.Transaction) > 0)
+            throw ProblemException.Conflict($"an instance named '{row.Name}' was created in the meantime");
+        if (req.Network is { } network && NetworkService.Find(ctx.Connection, ctx.Transaction, row.Project, network) is null)
+            throw ProblemException.Validation("network", $"network '{network}' was deleted");
+        instances.Create(ctx, owner, row.Project, req, imageRow, row.VmPasswordHash, null, row.Id);
         var op = operations.Insert(ctx, "cluster-create", row.Name, row.Id, Expect.Ready, 0, row.Message ?? "creating",
             supersede: false, project: row.Project, userId: owner.UserId);
         row.OperationId = op.Id;
@@ -267,6 +371,9 @@ public sealed class ClusterService(
         var imageRow = InstanceService.FindImage(ctx.Connection, ctx.Transaction, row.Project, InstanceTypes.Vm, image)
             ?? throw ProblemException.Validation(index == 0 ? "frontendImage" : "nodeImage", $"image '{image}' does not exist (see: kumo image list)");
         if (imageRow.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
+        // A scheduled cluster's member names are not held: someone may have taken one before the window opened.
+        if (ctx.Connection.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @Project AND name = @name", new { row.Project, name }, ctx.Transaction) > 0)
+            throw ProblemException.Conflict($"an instance named '{name}' already exists in project '{row.Project}'; the cluster needs that name for a member");
         try
         {
             return instances.Create(ctx, owner, row.Project, req, imageRow, null, nics, row.Id, excluded);
@@ -285,10 +392,10 @@ public sealed class ClusterService(
     /// Admits the cluster's window against every other reservation on the calendar, on one node (the members
     /// share a node). Runs inside the write that stores it, so two overlapping requests cannot both get in.
     /// </summary>
-    private void Admit(WriteContext ctx, ClusterRow row, DateTimeOffset start, DateTimeOffset end, DateTimeOffset now)
+    private void Admit(WriteContext ctx, ClusterRow row, DateTimeOffset start, DateTimeOffset end, DateTimeOffset now, string? onlyNode = null)
     {
         var nodes = ctx.Connection.Query<NodeRow>("SELECT * FROM nodes", transaction: ctx.Transaction)
-            .Where(n => n.State != NodeStates.Down)
+            .Where(n => n.State != NodeStates.Down && (onlyNode is null || n.Name == onlyNode))
             .Select(n => NodeCapacity.FromPhysical(n.Name, (int)n.Cpus, n.MemoryBytes, ratios.Value)).ToList();
         var existing = ctx.Connection.Query<ClusterRow>(
                 Select + " WHERE c.end_at IS NOT NULL AND c.state NOT IN ('ended', 'failed') AND c.id != @Id", row, ctx.Transaction)
@@ -298,7 +405,7 @@ public sealed class ClusterService(
             new ReservationWindow(row.Name, null, start, end, row.TotalCpus, row.TotalMemoryBytes), now);
         if (!admission.Admitted)
             throw new ProblemException(409, ProblemTypes.ReservationConflict, "The reservation does not fit the calendar",
-                $"cluster '{row.Name}' ({row.TotalCpus} vCPU, {ByteSize.Human(row.TotalMemoryBytes)}): {admission.Error}");
+                $"{(row.IsVm ? "VM" : "cluster")} '{row.Name}' ({row.TotalCpus} vCPU, {ByteSize.Human(row.TotalMemoryBytes)}): {admission.Error}");
         row.NodeId = ctx.Connection.ExecuteScalar<string>("SELECT id FROM nodes WHERE name = @Node", admission, ctx.Transaction);
     }
 
@@ -383,10 +490,13 @@ public sealed class ClusterService(
         return op;
     }
 
-    public Task<Operation> DeleteAsync(Caller caller, string project, string name, CancellationToken ct) =>
+    /// <summary>Deletes a cluster (DELETE /clusters/{name}) or, with <paramref name="reservation"/>, any reservation, a VM's too.</summary>
+    public Task<Operation> DeleteAsync(Caller caller, string project, string name, CancellationToken ct, bool reservation = false) =>
         db.WriteAsync(ctx =>
         {
-            var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("cluster", name);
+            var row = (reservation ? FindAny(ctx.Connection, ctx.Transaction, project, name) is { EndAt: not null } r ? r : null
+                    : Find(ctx.Connection, ctx.Transaction, project, name))
+                ?? throw ProblemException.NotFound(reservation ? "reservation" : "cluster", name);
             if (row.State == ClusterStates.Deleting)
                 return operations.Insert(ctx, "cluster-delete", name, null, null, 0, $"cluster '{name}' is already being deleted", supersede: false, project: project, userId: caller.UserId);
             // A rollback or an ending in progress becomes a delete: the same teardown, but the row goes too.
@@ -458,7 +568,7 @@ public sealed class ClusterService(
     {
         var owner = OwnerOf(ctx, row) ?? throw new StartFailedException("its owner no longer exists");
         row.State = ClusterStates.Creating;
-        row.Message = $"the reservation window opened; creating {row.Nodes + 1} members";
+        row.Message = row.IsVm ? "the reservation window opened; creating the VM" : $"the reservation window opened; creating {row.Nodes + 1} members";
         row.AddEvent(now, "started", row.Message);
         try
         {
@@ -500,9 +610,18 @@ public sealed class ClusterService(
             || (m.State == InstanceStates.Stopped && m.DesiredPower == PowerStates.Stopped));
         var running = members.Count(m => m.State == InstanceStates.Running);
         var expected = (int)row.Nodes + 1;
+        if (row.IsVm && all.Count == 0 && row.State != ClusterStates.Creating)
+        {
+            // Deleted with --force by its owner: the rest of the window is released, the reservation kept as history.
+            row.State = ClusterStates.Ending;
+            row.Message = "the reserved VM was deleted before the window closed; its capacity is released";
+            row.AddEvent(now, "ending", row.Message);
+            Teardown(ctx, row, null);
+            return;
+        }
         if (row.State == ClusterStates.Creating && failed is not null)
         {
-            var why = $"member '{failed.Name}' failed while the cluster was being created ({failed.State}: {failed.StatusMessage ?? "no detail"}); rolled back";
+            var why = $"{(row.IsVm ? "VM" : "member")} '{failed.Name}' failed while the {(row.IsVm ? "VM" : "cluster")} was being created ({failed.State}: {failed.StatusMessage ?? "no detail"}); rolled back";
             row.State = ClusterStates.RollingBack;
             row.Message = why;
             row.AddEvent(now, "rollback", why);
@@ -511,9 +630,10 @@ public sealed class ClusterService(
         }
         if (running == expected && members.Count == expected && deleting == 0)
         {
-            if (row.State != ClusterStates.Ready) row.AddEvent(now, "ready", $"all {expected} members are running");
+            var allRunning = row.IsVm ? "the VM is running" : $"all {expected} members running";
+            if (row.State != ClusterStates.Ready) row.AddEvent(now, "ready", allRunning);
             row.State = ClusterStates.Ready;
-            row.Message = $"all {expected} members running";
+            row.Message = allRunning;
             operations.Complete(ctx, row.Id, Expect.Ready, long.MaxValue, null, row.Message);
             return;
         }
@@ -596,10 +716,10 @@ public sealed class ClusterService(
     private void Insert(WriteContext ctx, ClusterRow row) =>
         ctx.Connection.Execute(
             """
-            INSERT INTO clusters (id, name, project, owner_id, state, message, nodes, frontend_image, frontend_cpus, frontend_memory_bytes,
+            INSERT INTO clusters (id, name, project, kind, vm_spec, vm_password_hash, owner_id, state, message, nodes, frontend_image, frontend_cpus, frontend_memory_bytes,
                 node_image, node_cpus, node_memory_bytes, private_network, private_subnet, external_network, external_subnet, owns_external,
                 expose_port, public_port, node_id, start_at, end_at, warned, operation_id, events, created_at, updated_at)
-            VALUES (@Id, @Name, @Project, @OwnerId, @State, @Message, @Nodes, @FrontendImage, @FrontendCpus, @FrontendMemoryBytes,
+            VALUES (@Id, @Name, @Project, @Kind, @VmSpec, @VmPasswordHash, @OwnerId, @State, @Message, @Nodes, @FrontendImage, @FrontendCpus, @FrontendMemoryBytes,
                 @NodeImage, @NodeCpus, @NodeMemoryBytes, @PrivateNetwork, @PrivateSubnet, @ExternalNetwork, @ExternalSubnet, @OwnsExternal,
                 @ExposePort, @PublicPort, @NodeId, @StartAt, @EndAt, @Warned, @OperationId, @Events, @CreatedAt, @UpdatedAt)
             """, row, ctx.Transaction);
@@ -614,7 +734,12 @@ public sealed class ClusterService(
             """, row, ctx.Transaction);
     }
 
+    /// <summary>A cluster by name (not a VM reservation).</summary>
     private static ClusterRow? Find(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
+        FindAny(c, tx, project, name) is { IsVm: false } row ? row : null;
+
+    /// <summary>A cluster or VM reservation by name: they share one name space per project.</summary>
+    private static ClusterRow? FindAny(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
         c.QuerySingleOrDefault<ClusterRow>(Select + " WHERE c.project = @project AND c.name = @name", new { project, name }, tx);
 
     private static List<InstanceRow> MemberRows(SqliteConnection c, SqliteTransaction? tx, string clusterId) =>

@@ -70,6 +70,7 @@ public static class Policy
         [("cluster", "delete")] = Access.User,
         [("reservation", "list")] = Access.User,
         [("reservation", "get")] = Access.User,
+        [("reservation", "delete")] = Access.User,
         [("port-forward", "list")] = Access.User,
         [("port-forward", "create")] = Access.User,
         [("port-forward", "delete")] = Access.User,

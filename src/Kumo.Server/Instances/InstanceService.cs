@@ -58,6 +58,23 @@ public sealed class InstanceService(
 
     public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
+        var (req, image, passwordHash) = await PrepareAsync(caller, project, body, ct);
+        try
+        {
+            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash).Operation, ct);
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == 19)
+        {
+            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists");
+        }
+    }
+
+    /// <summary>
+    /// A create request checked before any write: fields, image, cloud-init needs and node; the password is hashed
+    /// here (it is never kept). Shared by creating now and reserving for later.
+    /// </summary>
+    internal async Task<(ValidCreate Request, ImageRow Image, string? PasswordHash)> PrepareAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
+    {
         var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
         // The project's own image first, then one shared through 'default' or 'system'.
@@ -79,14 +96,7 @@ public sealed class InstanceService(
         var passwordHash = req.Password is null ? null : await PasswordCrypt.HashAsync(req.Password, ct);
         if (req.Node is not null && !scheduler.HasNode(req.Node))
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
-        try
-        {
-            return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash).Operation, ct);
-        }
-        catch (SqliteException e) when (e.SqliteErrorCode == 19)
-        {
-            throw ProblemException.Conflict($"an instance named '{req.Name}' already exists");
-        }
+        return (req, image, passwordHash);
     }
 
     /// <summary>The project's own image first, then one shared through 'default' or 'system'.</summary>
@@ -289,7 +299,12 @@ public sealed class InstanceService(
     {
         var row = Find(ctx.Connection, ctx.Transaction, project, name) ?? throw ProblemException.NotFound("instance", name);
         if (row.ClusterId is not null && !force)
-            throw ProblemException.InvalidState($"instance '{name}' is a member of a virtual cluster; use kumo cluster scale or kumo cluster delete (or --force to remove just this member)");
+        {
+            var kind = ctx.Connection.ExecuteScalar<string?>("SELECT kind FROM clusters WHERE id = @ClusterId", row, ctx.Transaction);
+            throw ProblemException.InvalidState(kind == ReservationKinds.Vm
+                ? $"instance '{name}' is a reserved VM; kumo reservation delete {name} ends the reservation (or --force to delete just the VM and release the rest of the window)"
+                : $"instance '{name}' is a member of a virtual cluster; use kumo cluster scale or kumo cluster delete (or --force to remove just this member)");
+        }
         var active = row.State is InstanceStates.Running or InstanceStates.Starting or InstanceStates.Stopping or InstanceStates.Creating
             || row.DesiredPower == PowerStates.Running;
         if (active && !force && row.DesiredPower != PowerStates.Deleted)

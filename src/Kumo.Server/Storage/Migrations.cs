@@ -371,6 +371,13 @@ internal static class Migrations
         ALTER TABLE instances ADD COLUMN cluster_id TEXT;
         CREATE INDEX instances_cluster ON instances (cluster_id) WHERE cluster_id IS NOT NULL;
         """,
+        // 18: reservations of single VMs share the clusters table (same calendar, reconciler and history): kind 'vm',
+        // with the VM's validated create request (never a password, only its hash) kept until the window opens.
+        """
+        ALTER TABLE clusters ADD COLUMN kind TEXT NOT NULL DEFAULT 'cluster';
+        ALTER TABLE clusters ADD COLUMN vm_spec TEXT;
+        ALTER TABLE clusters ADD COLUMN vm_password_hash TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -107,14 +107,24 @@ public sealed class ClusterTests : IAsyncLifetime
             "--frontend-memory", "128M", "--node-memory", "128M", "--start", "+5s", "--end", "+90s");
         Ok(reserved);
         Assert.Contains("scheduled", reserved.Out, StringComparison.Ordinal);
+        // A single VM on the same calendar and window: created under its own name at the start, deleted at the end.
+        var solo = await _env.CliAsync("vm", "create", "solo", "--memory", "128M", "--start", "+5s", "--end", "+90s");
+        Ok(solo);
+        Assert.Contains("scheduled", solo.Out, StringComparison.Ordinal);
         var list = await _env.CliAsync("reservation", "list");
         Ok(list);
         Assert.Contains("short", list.Out, StringComparison.Ordinal);
+        Assert.Contains("solo", list.Out, StringComparison.Ordinal);
         Assert.Empty(_env.QemuPids());
 
         await KumoEnvironment.WaitUntilAsync(async () => (await GetAsync("short")).State == ClusterStates.Ready, TimeSpan.FromSeconds(80),
             "the reservation to start and its members to run");
-        Assert.Equal(2, _env.QemuPids().Count);
+        await KumoEnvironment.WaitUntilAsync(async () => (await InstanceOrNullAsync("solo"))?.State == InstanceStates.Running, TimeSpan.FromSeconds(80),
+            "the reserved VM to run");
+        Assert.Equal(3, _env.QemuPids().Count);
+        var refused = await _env.CliAsync("vm", "delete", "solo");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("kumo reservation delete solo", refused.Err, StringComparison.Ordinal);
 
         await KumoEnvironment.WaitUntilAsync(async () => (await GetAsync("short")).State == ClusterStates.Ended, TimeSpan.FromSeconds(150),
             "the reservation to end and release its members");
@@ -123,6 +133,9 @@ public sealed class ClusterTests : IAsyncLifetime
         var show = await _env.CliAsync("reservation", "show", "short");
         Ok(show);
         Assert.Contains("ending-soon", show.Out, StringComparison.Ordinal);
+        await KumoEnvironment.WaitUntilAsync(async () => (await _env.Api.Http.GetFromJsonAsync<Reservation>("/api/v1/reservations/solo", ApiClient.Json))!.State == ClusterStates.Ended,
+            TimeSpan.FromSeconds(60), "the VM's reservation to end");
+        Assert.Null(await InstanceOrNullAsync("solo"));
         await AssertHostCleanAsync([]);
     }
 
@@ -176,9 +189,32 @@ public sealed class ClusterTests : IAsyncLifetime
             var ping = await NetworkHost.GuestRunAsync(_env, frontend, $"ping -c 2 -W 5 {member.PrivateAddress}");
             Assert.True(ping.Contains(" 0% packet loss", StringComparison.Ordinal), $"{member.Name}: {ping}");
         }
-        // The private network's dnsmasq knows every member by name.
-        var lookup = await NetworkHost.GuestRunAsync(_env, frontend, $"nslookup {cluster.Members[^1].Name} {Gateway(cluster.PrivateSubnet)}");
-        Assert.Contains(cluster.Members[^1].PrivateAddress!, lookup, StringComparison.Ordinal);
+        // The private network's dnsmasq knows every member by name. One CI run saw busybox's nslookup time out once right
+        // after a scale-up (never reproduced), so a lookup is retried; a failure shows what dnsmasq had at the time.
+        var lookup = "";
+        var newest = cluster.Members[^1];
+        try
+        {
+            await KumoEnvironment.WaitUntilAsync(
+                async () => (lookup = await NetworkHost.GuestRunAsync(_env, frontend, $"nslookup {newest.Name} {Gateway(cluster.PrivateSubnet)}"))
+                    .Contains(newest.PrivateAddress!, StringComparison.Ordinal),
+                TimeSpan.FromSeconds(45), $"the private network's dnsmasq to answer for {newest.Name}");
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"{newest.Name} not resolved: {lookup}\n{DnsmasqState(cluster.PrivateNetwork)}");
+        }
+    }
+
+    /// <summary>The private network's hosts file, dnsmasq pid and log tail, for a failure message.</summary>
+    private string DnsmasqState(string network)
+    {
+        var dir = Directory.GetDirectories(Path.Combine(AgentDir, "networks"))
+            .FirstOrDefault(d => File.Exists(Path.Combine(d, "network.json")) && File.ReadAllText(Path.Combine(d, "network.json")).Contains($"\"{network}\"", StringComparison.Ordinal));
+        if (dir is null) return $"no agent directory for {network}";
+        string Read(string f) => File.Exists(Path.Combine(dir, f)) ? File.ReadAllText(Path.Combine(dir, f)) : $"({f} missing)";
+        var log = Read("dnsmasq.log").Split('\n');
+        return $"dnsmasq pids: {string.Join(",", NetworkHost.Dnsmasq(dir))}\nhosts:\n{Read("hosts")}\nlog tail:\n{string.Join('\n', log.TakeLast(30))}";
     }
 
     private async Task AssertHostCleanAsync(List<(string Id, string Bridge)> recorded)
@@ -200,6 +236,8 @@ public sealed class ClusterTests : IAsyncLifetime
         (await _env.Api.Http.GetFromJsonAsync<Cluster>($"/api/v1/clusters/{name}", ApiClient.Json))!;
 
     private async Task<Instance> InstanceAsync(string name) => (await _env.Api.GetAsync(name))!;
+
+    private Task<Instance?> InstanceOrNullAsync(string name) => _env.Api.GetAsync(name);
 
     private static void Ok(CliResult r) => Assert.True(r.ExitCode == 0, $"exit {r.ExitCode}\nstdout: {r.Out}\nstderr: {r.Err}");
 }

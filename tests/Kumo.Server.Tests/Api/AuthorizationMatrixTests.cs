@@ -101,6 +101,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/clusters/{name}/scale"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/reservations"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/reservations/{name}"] = new(Login, Ok, Hide, Ok),
+        ["DELETE /api/v1/reservations/{name}"] = new(Login, Ok, Hide, Ok),
         // Port forwards of alice's project and VM: hers and the admin's; bob does not learn they exist.
         ["GET /api/v1/port-forwards"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/instances/{name}/port-forwards"] = new(Login, Ok, Hide, Ok),

@@ -42,7 +42,12 @@ public sealed class ReservationTests : ClusterTestBase
         // 40 GiB each on a 64 GiB node: two cannot overlap.
         ClustersPost Big(string name, int fromHour, int toHour) => new()
         {
-            Name = name, Nodes = 1, FrontendMemory = "30G", NodeMemory = "10G", Start = t0.AddHours(fromHour), End = t0.AddHours(toHour),
+            Name = name,
+            Nodes = 1,
+            FrontendMemory = "30G",
+            NodeMemory = "10G",
+            Start = t0.AddHours(fromHour),
+            End = t0.AddHours(toHour),
         };
         await WaitAsync(await CreateAsync(Big("first", 0, 2)));
 
