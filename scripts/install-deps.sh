@@ -31,6 +31,7 @@ TEST_PACKAGES=(
     slapd ldap-utils  # the LDAP tests start a real OpenLDAP slapd; slappasswd hashes its passwords
     openssh-client  # the Debian image test makes an SSH key (ssh-keygen) for the guest's user
     prometheus  # promtool check metrics parses GET /metrics (the monitoring tests)
+    docker-registry  # the registry pull test starts its own CNCF distribution registry on a loopback port
 )
 
 # Debconf answers given before installing. The LDAP tests run their own slapd; Debian's slapd would

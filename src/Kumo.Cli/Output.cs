@@ -336,7 +336,7 @@ internal sealed partial class Output
         ("Node", i.Node),
         ("Image", i.Image),
         ("Command", i.Container is { Command.Count: > 0 } c ? string.Join(' ', c.Command) : "(image default)"),
-        ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
+        ("CPUs", i.Container?.CpuLimit is { } limit ? $"{limit.ToString(CultureInfo.InvariantCulture)} (counted as {i.Cpus.ToString(CultureInfo.InvariantCulture)})" : i.Cpus.ToString(CultureInfo.InvariantCulture)),
         ("Memory limit", Size(i.MemoryBytes)),
         ("Ports", Ports(i.Container)),
         ("URLs", i.Urls is { Count: > 0 } u ? string.Join(", ", u) : null),

@@ -11,11 +11,12 @@ public sealed partial class KumoClient
     /// arrives; a failed build (a RUN step that failed, a bad build file) throws with the engine's message.
     /// </summary>
     public async Task<Image> BuildContainerImageAsync(string name, Stream context, string? node, string? dockerfile, Action<string> output,
-        IProgress<long>? uploaded = null, CancellationToken cancellationToken = default)
+        IProgress<long>? uploaded = null, IReadOnlyList<string>? buildArgs = null, CancellationToken cancellationToken = default)
     {
         var query = new List<string> { "name=" + Uri.EscapeDataString(name) };
         if (node is not null) query.Add("node=" + Uri.EscapeDataString(node));
         if (dockerfile is not null) query.Add("dockerfile=" + Uri.EscapeDataString(dockerfile));
+        foreach (var arg in buildArgs ?? []) query.Add("buildArg=" + Uri.EscapeDataString(arg));
         using var request = new HttpRequestMessage(HttpMethod.Post, InProject("api/v1/images/build?" + string.Join('&', query)))
         {
             Content = new ProgressStreamContent(context, uploaded),

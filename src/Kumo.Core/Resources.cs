@@ -119,6 +119,12 @@ public sealed record ContainerSpec
 
     /// <summary>The main process runs on a terminal (run -t).</summary>
     public bool Tty { get; init; }
+
+    /// <summary>
+    /// A fractional CPU limit (run --cpus 0.5), set as a CFS quota; null means the instance's whole vCPUs. Capacity
+    /// and quotas count it rounded up, as the instance's cpus.
+    /// </summary>
+    public double? CpuLimit { get; init; }
 }
 
 /// <summary>One route of kumod's reverse proxy (GET /api/v1/proxy/routes, admins only).</summary>
@@ -161,6 +167,9 @@ public sealed record InstancesPost
     public string? Type { get; init; }
     public string? Image { get; init; }
     public int? Cpus { get; init; }
+
+    /// <summary>Containers: a CPU limit that may be fractional (0.5 = half a CPU); cpus becomes it rounded up.</summary>
+    public double? CpuLimit { get; init; }
 
     /// <summary>Memory as a size string ("256M") or plain bytes.</summary>
     public string? Memory { get; init; }

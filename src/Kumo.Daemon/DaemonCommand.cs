@@ -48,6 +48,11 @@ public static class DaemonCommand
         var portPool = new Option<string>("--container-port-pool") { Description = "Host ports published container ports get (on 127.0.0.1), FIRST-LAST", DefaultValueFactory = _ => "20000-29999" };
         var proxyListen = new Option<string>("--proxy-listen") { Description = "Reverse proxy for containers' published ports (plain HTTP), IP:PORT or 'off'", DefaultValueFactory = _ => "127.0.0.1:7480" };
         var proxyDomain = new Option<string>("--proxy-domain") { Description = "Containers are served at NAME.USER.DOMAIN and DOMAIN/u/USER/NAME/", DefaultValueFactory = _ => "localhost" };
+        var insecureRegistry = new Option<string[]>("--insecure-registry")
+        {
+            Description = "Registry HOST[:PORT] that nodes may pull container images from over plain HTTP or unverified TLS (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var agent = new AgentCommandLine();
 
         var root = new RootCommand("""
@@ -62,7 +67,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, devNoAaa, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, devNoAaa, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, insecureRegistry, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -152,10 +157,22 @@ public static class DaemonCommand
                 await Console.Error.WriteLineAsync($"error: --proxy-domain '{domain}' is not a DNS name, e.g. localhost or apps.example.org");
                 return 1;
             }
+            var insecure = parse.GetValue(insecureRegistry) ?? [];
+            if (insecure.FirstOrDefault(r => !Kumo.Core.RegistryReferences.ValidRegistry(r)) is { } badRegistry)
+            {
+                await Console.Error.WriteLineAsync($"error: --insecure-registry '{badRegistry}' is not HOST[:PORT], e.g. 127.0.0.1:5000");
+                return 1;
+            }
             var options = new KumoServerOptions
             {
                 Proxy = new Kumo.Server.Proxy.ProxyOptions { Endpoint = proxy, Domain = domain.ToLowerInvariant() },
-                Defaults = new Kumo.Server.Instances.InstanceDefaults { ContainerMemoryBytes = ctMemory, PortPoolFirst = poolFirst, PortPoolLast = poolLast },
+                Defaults = new Kumo.Server.Instances.InstanceDefaults
+                {
+                    ContainerMemoryBytes = ctMemory,
+                    PortPoolFirst = poolFirst,
+                    PortPoolLast = poolLast,
+                    InsecureRegistries = insecure,
+                },
                 Ldap = ldap,
                 StateDir = state,
                 Images = new Kumo.Server.Images.ImageOptions

@@ -143,6 +143,7 @@ public sealed partial class ContainerBuilds(ContainerEngine engine, ILogger<Cont
                 {
                     Dockerfile = dockerfile,
                     Tags = [request.BuildReference],
+                    BuildArgs = request.BuildArgs.Count > 0 ? request.BuildArgs.ToDictionary(a => a.Key, a => a.Value) : null,
                     // Intermediate containers go even when a step fails; the layers before it stay as build cache.
                     Remove = true,
                     ForceRemove = true,

@@ -24,6 +24,7 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
     private readonly SemaphoreSlim _kick = new(0, 1);
     private readonly ConcurrentDictionary<string, DesiredInstance> _desired = new();
     private readonly ConcurrentDictionary<string, string> _endings = new();
+    private readonly ConcurrentDictionary<string, string> _pullFailures = new();
     private volatile bool _received;
     private bool _busyboxReady;
     private Task? _loop;
@@ -224,7 +225,9 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
     private async Task<string> CreateAsync(DockerClient client, DesiredInstance d, CancellationToken ct)
     {
         // An image built with kumo ct build is named by kumod (it is on this node); built-in ones by their name.
-        var image = d.ContainerImage.Length > 0 ? await BuiltImageAsync(d.ContainerImage, d.Image, ct) : await ImageReferenceAsync(d.Image, ct);
+        var image = d.ContainerImage.Length > 0 ? await BuiltImageAsync(d.ContainerImage, d.Image, ct)
+            : RegistryReferences.IsReference(d.Image) ? await PulledImageAsync(d, ct)
+            : await ImageReferenceAsync(d.Image, ct);
         var binds = new List<string>();
         foreach (var v in d.ContainerVolumes)
             binds.Add($"{await VolumePaths.ResolveAsync(options.ResolvedUserDataDir, d.Owner, v.Source, ct)}:{v.Target}:{(v.ReadOnly ? "ro" : "rw")}");
@@ -260,7 +263,8 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
                 Memory = d.MemoryBytes,
                 // Swap equal to the limit means none: going over the limit is an OOM kill, not a slow crawl through swap.
                 MemorySwap = d.MemoryBytes,
-                NanoCPUs = d.Cpus * 1_000_000_000L,
+                // The engine turns this into a CFS quota: 0.5 CPU is 50 ms of every 100 ms period.
+                NanoCPUs = d.ContainerCpuLimit > 0 ? (long)Math.Round(d.ContainerCpuLimit * 1_000_000_000d) : d.Cpus * 1_000_000_000L,
                 PortBindings = bindings,
                 Binds = binds,
                 Privileged = false,
@@ -289,6 +293,27 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
     {
         var exists = await engine.PodmanAsync(["image", "exists", reference], ct);
         return exists.ExitCode == 0 ? reference : throw new InvalidOperationException($"image '{name}' ({reference}) is not on this node");
+    }
+
+    /// <summary>
+    /// A registry image, pulled when the engine does not have it; podman's progress lines become the instance's
+    /// status. A failed pull is not retried on every pass, only when the container is asked to start again.
+    /// </summary>
+    private async Task<string> PulledImageAsync(DesiredInstance d, CancellationToken ct)
+    {
+        var key = $"{d.Id}@{d.BootGeneration.ToString(CultureInfo.InvariantCulture)}@{d.Image}";
+        if (_pullFailures.TryGetValue(key, out var failed)) throw new InvalidOperationException(failed);
+        try
+        {
+            await RegistryPulls.PullAsync(engine, d.Image, d.ContainerRegistryInsecure,
+                line => ReportAsync(d.Id, InstanceStates.Creating, $"pulling {d.Image}: {line}", d.BootGeneration, ct), ct);
+        }
+        catch (InvalidOperationException e)
+        {
+            _pullFailures[key] = e.Message;
+            throw;
+        }
+        return d.Image;
     }
 
     private async Task<string> ImageReferenceAsync(string image, CancellationToken ct)

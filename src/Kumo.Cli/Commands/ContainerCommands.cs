@@ -29,10 +29,10 @@ internal static class ContainerCommands
     {
         var name = new Argument<string>("NAME") { Description = "Container name (lowercase letters, digits and '-')" };
         var command = new Argument<string[]>("COMMAND") { Description = "Command and arguments, after --", Arity = ArgumentArity.ZeroOrMore };
-        var image = new Option<string>("--image") { Description = "Container image (see kumo image list --type container)", DefaultValueFactory = _ => "busybox" };
+        var image = new Option<string>("--image") { Description = "Container image: a Kumo image (see kumo image list --type container) or HOST[:PORT]/PATH[:TAG] pulled from a registry", DefaultValueFactory = _ => "busybox" };
         var ports = new Option<string[]>("--publish", "-p") { Description = "Publish a container port on a host port from kumod's pool (repeatable)", HelpName = "PORT" };
         var memory = new Option<string?>("--memory", "-m") { Description = "Memory limit, binary units: 64M, 1G (default: kumod's, 512M)" };
-        var cpus = new Option<int?>("--cpus") { Description = "CPU limit" };
+        var cpus = new Option<string?>("--cpus") { Description = "CPU limit, may be fractional: 0.5 is half a CPU (counted as 1 vCPU against capacity and quota)" };
         var env = new Option<string[]>("--env", "-e") { Description = "Environment variable KEY=VALUE (repeatable)", HelpName = "KEY=VALUE" };
         var volumes = new Option<string[]>("--volume", "-v") { Description = "Bind mount SRC:DST[:ro], SRC inside ~/.kumo-data/USER/ on the node (repeatable)", HelpName = "SRC:DST" };
         var node = new Option<string?>("--node") { Description = "Place on this node instead of letting the scheduler choose" };
@@ -54,6 +54,7 @@ internal static class ContainerCommands
         cli.Examples(run,
             "kumo ct run web --image busybox -p 80 -m 256M -- httpd -f -p 80",
             "kumo ct run job -e MODE=batch -v data:/data -- sh -c 'date >> /data/log'",
+            "kumo ct run app --image registry.example.org/team/app:1.0",
             "kumo ct run shell -i -- sh        # then: kumo ct attach shell");
         cli.SetAction(run, async r =>
         {
@@ -61,11 +62,14 @@ internal static class ContainerCommands
             {
                 Name = Check.Name(r.Get(name), "container name"),
                 Type = InstanceTypes.Container,
-                Image = Check.Name(r.Get(image), "image name"),
+                Image = RegistryReferences.IsReference(r.Get(image))
+                    ? (RegistryReferences.Validate(r.Get(image)!) is { } referenceError ? throw new UsageException(referenceError) : r.Get(image))
+                    : Check.Name(r.Get(image), "image name"),
                 Command = r.Get(command) is { Length: > 0 } c ? c : null,
                 Ports = r.Get(ports) is { Length: > 0 } p ? p.Select(Port).ToList() : null,
                 Memory = Check.Size(r.Get(memory), "--memory"),
-                Cpus = Check.Positive(r.Get(cpus), "--cpus"),
+                Cpus = CpuLimit(r.Get(cpus)) is { } whole && whole == Math.Floor(whole) ? (int)whole : null,
+                CpuLimit = CpuLimit(r.Get(cpus)) is { } limit && limit != Math.Floor(limit) ? limit : null,
                 Env = r.Get(env) is { Length: > 0 } e ? Check.Labels(e, "--env") : null,
                 Volumes = r.Get(volumes) is { Length: > 0 } v ? v : null,
                 Node = r.Get(node) is { } n ? Check.Name(n, "node name") : null,
@@ -84,6 +88,11 @@ internal static class ContainerCommands
         });
         return run;
     }
+
+    private static double? CpuLimit(string? text) =>
+        text is null ? null
+        : double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var v) && v > 0 && double.IsFinite(v) ? v
+        : throw new UsageException($"--cpus '{text}' is not a positive number of CPUs, e.g. 2 or 0.5");
 
     private static int Port(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && p is >= 1 and <= 65535

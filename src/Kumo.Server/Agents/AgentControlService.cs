@@ -17,7 +17,7 @@ public sealed class AgentControlService(
     Database db, NodeService nodes, InstanceService instances, NodeSignals signals, ServerPki pki, NodeCertificates certificates, ImageService images,
     Snapshots.SnapshotService snapshots, Volumes.VolumeService volumes,
     Consoles.ConsoleBroker consoles, Monitoring.MetricsStore metrics, TimeProvider time, Debugging.DebugService debug,
-    LiveMigration.MigrationService migrations)
+    LiveMigration.MigrationService migrations, Microsoft.Extensions.Options.IOptions<Instances.InstanceDefaults> defaults)
     : AgentControl.AgentControlBase
 {
     /// <summary>Resend the desired state at least this often, so an agent that missed nothing still re-checks.</summary>
@@ -261,6 +261,8 @@ public sealed class AgentControlService(
                 Project = r.Project,
                 Owner = r.Owner ?? "",
                 ContainerImage = r.BuiltImageId is { } built ? ContainerImageBuilds.EngineReference(built) : "",
+                ContainerRegistryInsecure = r.Type == Core.InstanceTypes.Container && Core.RegistryReferences.HostOf(r.Image) is { } registry
+                    && defaults.Value.InsecureRegistries.Contains(registry, StringComparer.OrdinalIgnoreCase),
             };
             if (Json.Container(r.Container) is { } spec)
             {
@@ -270,6 +272,7 @@ public sealed class AgentControlService(
                 d.ContainerVolumes.AddRange(spec.Volumes.Select(v => new ContainerVolume { Source = v.Source, Target = v.Target, ReadOnly = v.ReadOnly }));
                 d.ContainerStdin = spec.Interactive;
                 d.ContainerTty = spec.Tty;
+                d.ContainerCpuLimit = spec.CpuLimit ?? 0;
             }
             state.Instances.Add(d);
         }

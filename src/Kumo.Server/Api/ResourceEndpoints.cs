@@ -73,13 +73,13 @@ internal static class ResourceEndpoints
 
         // kumo ct build: the body is the build context (a tar), streamed in; the answer streams the build's output (NDJSON).
         g.MapPost("/build", async (ContainerImageBuilds builds, ProjectService p, HttpContext http, string? name, string? node, string? dockerfile,
-            string? project, IOptions<ImageOptions> limits, CancellationToken ct) =>
+            [Microsoft.AspNetCore.Mvc.FromQuery] string[]? buildArg, string? project, IOptions<ImageOptions> limits, CancellationToken ct) =>
         {
             var caller = Caller.Of(http);
             var resolved = await p.ResolveAsync(caller, project, ct);
             if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
                 size.MaxRequestBodySize = limits.Value.MaxBuildContextBytes + 1;
-            await builds.BuildAsync(http, caller, resolved, new ContainerBuildRequest(name, node, dockerfile), ct);
+            await builds.BuildAsync(http, caller, resolved, new ContainerBuildRequest(name, node, dockerfile, buildArg), ct);
             return Results.Empty;
         }).Accepts<Stream>("application/x-tar").Produces(200, contentType: "application/x-ndjson").Requires("image", "build");
     }

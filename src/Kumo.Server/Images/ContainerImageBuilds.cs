@@ -16,7 +16,7 @@ using Microsoft.Extensions.Options;
 namespace Kumo.Server.Images;
 
 /// <summary>What POST /images/build asks for (from the query string; the body is the context, a tar).</summary>
-public sealed record ContainerBuildRequest(string? Name, string? Node, string? Dockerfile);
+public sealed record ContainerBuildRequest(string? Name, string? Node, string? Dockerfile, IReadOnlyList<string>? BuildArgs = null);
 
 /// <summary>
 /// kumo ct build: the build context is received and checked here first (size, entries that would escape the build
@@ -39,6 +39,7 @@ public sealed partial class ContainerImageBuilds(
     {
         if (Names.Validate(req.Name, "image name") is { } bad) throw ProblemException.Validation("name", bad);
         var name = req.Name!;
+        var buildArgs = BuildArgs(req.BuildArgs);
         await EnsureNameFreeAsync(project, name, ct);
         var node = await PickNodeAsync(req.Node, ct);
         var max = options.Value.MaxBuildContextBytes;
@@ -62,6 +63,21 @@ public sealed partial class ContainerImageBuilds(
                     throw new ProblemException(400, ProblemTypes.BuildContextRejected, "The build context was refused", e.Message);
                 }
             }
+            // FROM the project's own built image: the build runs where that image is, on its engine reference.
+            var (rewritten, baseNodeId) = await ResolveBaseImagesAsync(tar, dockerfile, project, ct);
+            if (rewritten is not null)
+            {
+                var replaced = Path.Combine(work, "context-resolved.tar");
+                await BuildFiles.ReplaceMemberAsync(tar, dockerfile, rewritten, replaced, ct);
+                tar = replaced;
+            }
+            if (baseNodeId is not null && baseNodeId != node.Id)
+            {
+                var baseNode = (await nodes.ListAsync(ct)).FirstOrDefault(n => n.Id == baseNodeId)?.Name ?? baseNodeId;
+                if (req.Node is not null)
+                    throw ProblemException.Validation("node", $"the build file builds on an image that is on node {baseNode}; build there (leave --node out)");
+                node = await PickNodeAsync(baseNode, ct);
+            }
 
             var id = Ulid.NewUlid().ToString().ToLowerInvariant();
             var reference = EngineReference(id);
@@ -71,6 +87,7 @@ public sealed partial class ContainerImageBuilds(
                 BuildReference = reference,
                 BuildDockerfile = dockerfile,
                 BuildMaxBytes = max,
+                BuildArgs = { buildArgs },
             }, ct);
             try
             {
@@ -141,6 +158,75 @@ public sealed partial class ContainerImageBuilds(
             throw ProblemException.Conflict($"'{name}' is a built-in image; give your image another name");
         if (taken is not null)
             throw ProblemException.Conflict($"a container image named '{name}' already exists (kumo image rm {name} --type container first)");
+    }
+
+    public const int MaxBuildArgs = 64;
+
+    /// <summary>KEY=VALUE build arguments (the build file's ARG), checked: a variable name, a printable value.</summary>
+    private static Dictionary<string, string> BuildArgs(IReadOnlyList<string>? args)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (args is null) return result;
+        if (args.Count > MaxBuildArgs) throw ProblemException.Validation("buildArg", $"at most {MaxBuildArgs} build arguments");
+        foreach (var arg in args)
+        {
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            var key = eq < 0 ? arg : arg[..eq];
+            if (eq < 0 || !BuildArgName().IsMatch(key))
+                throw ProblemException.Validation("buildArg", $"build argument '{(arg.Length > 40 ? arg[..40] + "…" : arg)}' is not KEY=VALUE with KEY a variable name (letters, digits, '_')");
+            var value = arg[(eq + 1)..];
+            if (value.Length > 4096 || value.Any(char.IsControl))
+                throw ProblemException.Validation("buildArg", $"build argument {key}: the value must be at most 4096 printable characters");
+            result[key] = value;
+        }
+        return result;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+    private static partial System.Text.RegularExpressions.Regex BuildArgName();
+
+    /// <summary>
+    /// Resolves the images the build file builds on through the project: its own built images become their engine
+    /// references (and the node that holds them), the node's base images and registry images stay as written, and
+    /// anything else (another project's image, the node's image store by reference or id) is refused.
+    /// </summary>
+    private async Task<(string? Rewritten, string? NodeId)> ResolveBaseImagesAsync(string tar, string dockerfile, string project, CancellationToken ct)
+    {
+        var text = await BuildFiles.ReadMemberAsync(tar, dockerfile, ct) ?? "";
+        var images = await db.ReadAsync(c => c.Query<ImageRow>(
+            "SELECT * FROM images WHERE project IN (@project, @default, 'system') AND type = 'container' ORDER BY project = 'system', project = @default",
+            new { project, @default = Instances.InstanceService.DefaultProject }).GroupBy(i => i.Name).ToDictionary(g => g.Key, g => g.First()), ct);
+        var nodeIds = new HashSet<string>(StringComparer.Ordinal);
+        string? Resolve(string written)
+        {
+            var image = written.EndsWith(":latest", StringComparison.Ordinal) ? written[..^":latest".Length] : written;
+            if (image is "localhost/busybox" or "localhost/debian" or "busybox" or "debian" or "scratch") return null;
+            if (RegistryReferences.IsReference(image))
+            {
+                if (RegistryReferences.Validate(image) is { } error) throw new InvalidDataException($"FROM {written}: {error}");
+                return null;
+            }
+            if (images.TryGetValue(image, out var row))
+            {
+                if (row.NodeId is null) return null;
+                nodeIds.Add(row.NodeId);
+                return EngineReference(row.Id);
+            }
+            throw new InvalidDataException($"FROM {written}: there is no container image '{image}' in project {project} (see: kumo image list --type container)");
+        }
+        string rewritten;
+        try
+        {
+            rewritten = BuildFiles.RewriteImages(text, Resolve);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ProblemException(400, ProblemTypes.BuildContextRejected, "The build file was refused", e.Message);
+        }
+        if (nodeIds.Count > 1)
+            throw new ProblemException(400, ProblemTypes.BuildContextRejected, "The build file was refused",
+                "the build file builds on images that were built on different nodes; an image and its bases must be on one node");
+        return (rewritten == text ? null : rewritten, nodeIds.FirstOrDefault());
     }
 
     /// <summary>The node asked for, or the ready, connected node with the fewest instances.</summary>

@@ -13,6 +13,7 @@ public sealed record ValidCreate(
 public static class InstanceRequestValidator
 {
     public const int MaxCpus = 64;
+    public const double MinCpuLimit = 0.01;
     public const long MinMemory = 16 * ByteSize.MiB;
     public const long MaxMemory = 4 * ByteSize.TiB;
     public const long MinDisk = ByteSize.MiB;
@@ -36,8 +37,18 @@ public static class InstanceRequestValidator
         if (type is not (InstanceTypes.Vm or InstanceTypes.Container)) Add("type", $"type '{type}' is not known; use 'vm' or 'container'");
         var isContainer = type == InstanceTypes.Container;
         var image = body.Image ?? (isContainer ? defaults.ContainerImage : defaults.Image);
-        if (Names.Validate(image, "image") is { } imageError) Add("image", imageError);
-        var cpus = body.Cpus ?? defaults.Cpus;
+        // A container may name a registry image (HOST[:PORT]/PATH[:TAG]) that its node pulls; anything else is a Kumo image name.
+        if ((isContainer && RegistryReferences.IsReference(image) ? RegistryReferences.Validate(image) : Names.Validate(image, "image")) is { } imageError)
+            Add("image", imageError);
+        // A fractional limit counts whole vCPUs against capacity and quota: a node cannot give out a half CPU twice
+        // without overcommitting, and rounding up keeps the scheduler's integer arithmetic.
+        var cpus = body.Cpus ?? (body.CpuLimit is > 0 and <= MaxCpus and var limit ? (int)Math.Ceiling(limit) : defaults.Cpus);
+        if (body.CpuLimit is { } cpuLimit)
+        {
+            if (!isContainer) Add("cpuLimit", "a fractional CPU limit is for containers; VMs take whole cpus");
+            else if (!(cpuLimit >= MinCpuLimit && cpuLimit <= MaxCpus)) Add("cpuLimit", $"cpuLimit must be between {MinCpuLimit.ToString(System.Globalization.CultureInfo.InvariantCulture)} and {MaxCpus}, got {cpuLimit.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+            else if (body.Cpus is { } whole && whole < Math.Ceiling(cpuLimit)) Add("cpuLimit", $"cpuLimit {cpuLimit.ToString(System.Globalization.CultureInfo.InvariantCulture)} is more than cpus {whole}");
+        }
         if (cpus < 1 || cpus > MaxCpus) Add("cpus", $"cpus must be between 1 and {MaxCpus}, got {cpus}");
         // A container without -m still gets a limit: the admin-configured default, never "unlimited".
         var memory = Size(body.Memory, isContainer ? defaults.ContainerMemoryBytes : defaults.MemoryBytes, MinMemory, MaxMemory, "memory", Add);
@@ -48,7 +59,7 @@ public static class InstanceRequestValidator
         {
             if (body.Disk is not null) Add("disk", "containers have no disk of their own; mount a volume from your storage dir instead");
             if (body.SshKeys is { Count: > 0 } || body.Password is not null) Add("sshKeys", "SSH keys and passwords are for VMs; use kumo ct exec");
-            container = ContainerPolicy.Validate(body, owner, Add);
+            container = ContainerPolicy.Validate(body, owner, Add) with { CpuLimit = body.CpuLimit };
         }
         else if (body.Command is not null || body.Env is not null || body.Ports is not null || body.Volumes is not null
                  || body.Privileged is not null || body.Pid is not null || body.Ipc is not null
@@ -139,6 +150,9 @@ public sealed record InstanceDefaults
     public int PortPoolFirst { get; init; } = 20000;
 
     public int PortPoolLast { get; init; } = 29999;
+
+    /// <summary>Registries (HOST[:PORT]) nodes may pull from over plain HTTP or unverified TLS (kumod --insecure-registry).</summary>
+    public IReadOnlyList<string> InsecureRegistries { get; init; } = [];
 
     public int Cpus { get; init; } = 1;
     public long MemoryBytes { get; init; } = 256 * ByteSize.MiB;

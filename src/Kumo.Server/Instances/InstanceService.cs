@@ -58,7 +58,7 @@ public sealed class InstanceService(
 
     public async Task<Operation> CreateAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
-        var (req, image, passwordHash) = await PrepareAsync(caller, project, body, ct);
+        var (req, image, passwordHash) = await PrepareAnyAsync(caller, project, body, ct);
         try
         {
             return await db.WriteAsync(ctx => Create(ctx, caller, project, req, image, passwordHash).Operation, ct);
@@ -75,17 +75,28 @@ public sealed class InstanceService(
     /// </summary>
     internal async Task<(ValidCreate Request, ImageRow Image, string? PasswordHash)> PrepareAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
     {
+        var (req, image, passwordHash) = await PrepareAnyAsync(caller, project, body, ct);
+        return (req, image ?? throw ProblemException.Validation("image", $"'{req.Image}' is a registry image; only containers run those"), passwordHash);
+    }
+
+    /// <summary>As <see cref="PrepareAsync"/>, but a container may name a registry image, which has no row (null).</summary>
+    private async Task<(ValidCreate Request, ImageRow? Image, string? PasswordHash)> PrepareAnyAsync(Caller caller, string project, InstancesPost? body, CancellationToken ct)
+    {
         var req = InstanceRequestValidator.Validate(body, defaults.Value, caller.UserName);
         // Lookups that need no transaction run on a reader, keeping the single writer free for placements.
         // The project's own image first, then one shared through 'default' or 'system'.
-        var image = await db.ReadAsync(c => FindImage(c, null, project, req.Type, req.Image), ct)
-            ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
+        // A registry image is no row of Kumo's: the node pulls it when it creates the container.
+        var pulled = req.Type == InstanceTypes.Container && RegistryReferences.IsReference(req.Image);
+        var image = pulled
+            ? null
+            : await db.ReadAsync(c => FindImage(c, null, project, req.Type, req.Image), ct)
+                ?? throw ProblemException.Validation("image", $"image '{req.Image}' does not exist (see: kumo image list)");
         // A disk smaller than the image would cut the guest's file systems off: it gets at least the image's size.
-        if (image.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
-        if ((req.SshKeys.Count > 0 || req.Password is not null) && image.Sha256 is null)
-            throw ProblemException.Validation("sshKeys", $"image '{image.Name}' has no cloud-init: SSH keys and passwords need an imported or built image");
+        if (image?.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
+        if ((req.SshKeys.Count > 0 || req.Password is not null) && image?.Sha256 is null)
+            throw ProblemException.Validation("sshKeys", $"image '{req.Image}' has no cloud-init: SSH keys and passwords need an imported or built image");
         // A built container image lives in one node's engine: its containers run there.
-        if (image.NodeId is { } imageNode)
+        if (image?.NodeId is { } imageNode)
         {
             var nodeName = await db.ReadAsync(c => c.QuerySingleOrDefault<string?>("SELECT name FROM nodes WHERE id = @imageNode", new { imageNode }), ct)
                 ?? throw ProblemException.Validation("image", $"image '{image.Name}' was built on a node that was removed; build it again");
@@ -113,7 +124,8 @@ public sealed class InstanceService(
     /// <paramref name="nicNetworks"/> (the request's own network when null), and the create operation.
     /// </summary>
     /// <remarks>A duplicate name is caught by the UNIQUE constraint on insert; the savepoint undoes the placement.</remarks>
-    internal Created Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow image, string? passwordHash,
+    /// <param name="image">Null for a container of a registry image (the node pulls <c>req.Image</c>).</param>
+    internal Created Create(WriteContext ctx, Caller caller, string project, ValidCreate req, ImageRow? image, string? passwordHash,
         IReadOnlyList<string>? nicNetworks = null, string? clusterId = null, IReadOnlyDictionary<string, string>? excludedNodes = null)
     {
         nicNetworks ??= req.Network is null ? [] : [req.Network];
@@ -148,8 +160,8 @@ public sealed class InstanceService(
             Project = project,
             OwnerId = caller.UserId,
             Type = req.Type,
-            Image = image.Name,
-            ImageId = image.Id,
+            Image = image?.Name ?? req.Image,
+            ImageId = image?.Id,
             SshKeys = req.SshKeys.Count > 0 ? string.Join('\n', req.SshKeys) : null,
             PasswordHash = passwordHash,
             Cpus = req.Cpus,

@@ -249,4 +249,63 @@ public sealed class ContainerBuildTests(BuildKumo fixture) : IClassFixture<Build
         Assert.Contains("image 'mine' does not exist", bob.Err);
         Ok(await Alice("image", "rm", "mine", "--type", "container"));
     }
+
+    [Fact]
+    public async Task Build_FromTheProjectsOwnEarlierImage_WithBuildArgs_BuildsOnIt()
+    {
+        var token = Guid.NewGuid().ToString("n");
+        Ok(await Alice("ct", "build", Context("base", ("Containerfile", "FROM busybox\nRUN echo from-base > /base\n")), "-t", "base1"));
+        var child = await Alice("ct", "build", Context("child",
+            ("Containerfile", "FROM base1 AS first\nARG GREETING=unset\nRUN echo \"$GREETING\" > /greeting\nFROM first\nCMD [\"sleep\", \"600\"]\n")),
+            "-t", "child1", "--build-arg", $"GREETING=hello-{token}");
+        Ok(child);
+        Ok(await Alice("ct", "run", "fromchild", "--image", "child1"));
+        var files = await Alice("ct", "exec", "fromchild", "--", "cat", "/base", "/greeting");
+        Ok(files);
+        Assert.Contains("from-base", files.Out);
+        Assert.Contains($"hello-{token}", files.Out);
+        Ok(await Alice("ct", "rm", "fromchild", "--force"));
+        Ok(await Alice("image", "rm", "child1", "--type", "container"));
+        Ok(await Alice("image", "rm", "base1", "--type", "container"));
+    }
+
+    [Fact]
+    public async Task Build_FromAnotherProjectsImageOrTheNodesStore_IsRefusedBeforeTheNodeBuilds()
+    {
+        Ok(await Env.CliAsAsync(fixture.Bob, "ct", "build", Context("bobs", ("Containerfile", "FROM busybox\nRUN echo bob > /bob\n")), "-t", "bobbase"));
+        var images = await Env.CliAsAsync(fixture.Bob, "image", "list", "--type", "container", "-o", "json");
+        Ok(images);
+        var bobId = System.Text.Json.JsonDocument.Parse(images.Out).RootElement.EnumerateArray().First(i => i.GetProperty("name").GetString() == "bobbase").GetProperty("id").GetString();
+
+        Refused(await Alice("ct", "build", Context("steal1", ("Containerfile", "FROM bobbase\n")), "-t", "steal1"),
+            "there is no container image 'bobbase' in project alice");
+        Refused(await Alice("ct", "build", Context("steal2", ("Containerfile", $"FROM busybox\nCOPY --from=localhost/kumo-{bobId}:latest /bob /bob\n")), "-t", "steal2"),
+            "names the node's own image store");
+        Refused(await Alice("ct", "build", Context("steal3", ("Containerfile", "ARG BASE=bobbase\nFROM $BASE\n")), "-t", "steal3"),
+            "an image given by a variable cannot be checked");
+        Refused(await Alice("ct", "build", Context("badarg", ("Containerfile", "FROM busybox\n")), "-t", "badarg", "--build-arg", "1X=y"),
+            "is not KEY=VALUE");
+        var list = await Alice("image", "list", "--type", "container");
+        Ok(list);
+        Assert.DoesNotContain("steal", list.Out);
+
+        using var content = new ByteArrayContent(await TarOfAsync(Context("api-steal", ("Containerfile", "FROM bobbase\n"))));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/x-tar");
+        using var r = await SendAsync(HttpMethod.Post, "/api/v1/images/build?name=apisteal", content);
+        Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+        Assert.Equal(ProblemTypes.BuildContextRejected, await ProblemTypeAsync(r));
+        using var badArg = new ByteArrayContent(await TarOfAsync(Context("api-arg", ("Containerfile", "FROM busybox\n"))));
+        badArg.Headers.ContentType = new MediaTypeHeaderValue("application/x-tar");
+        using var r2 = await SendAsync(HttpMethod.Post, "/api/v1/images/build?name=apiarg&buildArg=1X%3Dy", badArg);
+        Assert.Equal(HttpStatusCode.BadRequest, r2.StatusCode);
+        Assert.Equal(ProblemTypes.Validation, await ProblemTypeAsync(r2));
+        Ok(await Env.CliAsAsync(fixture.Bob, "image", "rm", "bobbase", "--type", "container"));
+    }
+
+    private static async Task<byte[]> TarOfAsync(string dir)
+    {
+        using var buffer = new MemoryStream();
+        await TarFile.CreateFromDirectoryAsync(dir, buffer, includeBaseDirectory: false);
+        return buffer.ToArray();
+    }
 }

@@ -269,6 +269,50 @@ public sealed class ContainerInstanceTests(ContainerKumo fixture) : IClassFixtur
         Assert.DoesNotContain("tiny", r.Out);
     }
 
+    [Fact]
+    public async Task Run_WithFractionalCpus_SetsACfsQuotaOnTheHost_AndCountsOneVcpu()
+    {
+        var run = await Alice("ct", "run", "half", "--cpus", "0.5", "--", "sleep", "600");
+        Ok(run);
+        var pid = await PidAsync("alice-half");
+        var (quota, period) = ReadCpuQuota(pid);
+        Assert.Equal(period / 2, quota);
+        var half = await AsAsync(fixture.Alice, "half");
+        Assert.Equal(0.5, half.Container!.CpuLimit);
+        Assert.Equal(1, half.Cpus);
+        var show = await Alice("ct", "show", "half");
+        Ok(show);
+        Assert.Contains("0.5 (counted as 1)", show.Out);
+
+        Refused(await Alice("ct", "run", "nocpu", "--cpus", "0", "--", "true"), "is not a positive number of CPUs");
+        Refused(await Alice("ct", "run", "tiny", "--cpus", "0.001", "--", "true"), "cpuLimit must be between 0.01 and 64");
+        using var vm = await Env.Api.Http.PostAsJsonAsync("/api/v1/instances", new { name = "halfvm", cpuLimit = 0.5 });
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, vm.StatusCode);
+        Assert.Contains("cpuLimit", (await vm.Content.ReadFromJsonAsync<Problem>(ApiClient.Json))!.Errors!.Keys);
+        Ok(await Alice("ct", "rm", "half", "--force"));
+    }
+
+    /// <summary>The CFS quota and period of the container's cpu cgroup (v1 cpu controller, or v2 cpu.max), in microseconds.</summary>
+    internal static (long Quota, long Period) ReadCpuQuota(long pid)
+    {
+        foreach (var line in File.ReadAllLines($"/proc/{pid}/cgroup"))
+        {
+            var parts = line.Split(':', 3);
+            if (parts[1].Split(',').Contains("cpu"))
+            {
+                var dir = Directory.Exists($"/sys/fs/cgroup/cpu{parts[2]}") ? $"/sys/fs/cgroup/cpu{parts[2]}" : $"/sys/fs/cgroup/cpu,cpuacct{parts[2]}";
+                return (long.Parse(File.ReadAllText($"{dir}/cpu.cfs_quota_us").Trim(), System.Globalization.CultureInfo.InvariantCulture),
+                    long.Parse(File.ReadAllText($"{dir}/cpu.cfs_period_us").Trim(), System.Globalization.CultureInfo.InvariantCulture));
+            }
+            if (parts[0] == "0" && File.Exists($"/sys/fs/cgroup{parts[2]}/cpu.max"))
+            {
+                var max = File.ReadAllText($"/sys/fs/cgroup{parts[2]}/cpu.max").Trim().Split(' ');
+                return (long.Parse(max[0], System.Globalization.CultureInfo.InvariantCulture), long.Parse(max[1], System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+        throw new InvalidOperationException($"no cpu cgroup for pid {pid}");
+    }
+
     /// <summary>The container's memory limit as the host's cgroup (v1 memory controller, or v2 memory.max) holds it.</summary>
     internal static long ReadMemoryLimit(long pid)
     {
