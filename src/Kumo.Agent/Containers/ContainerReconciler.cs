@@ -141,6 +141,9 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
                 await ReportAsync(d.Id, InstanceStates.Stopped, "created (not started)", 0, ct);
                 return;
             }
+            // A pull that failed for this start was reported once; saying "creating" and the error again on every pass
+            // would flap the instance's state (and could fail a delete that arrives meanwhile).
+            if (_pullFailures.ContainsKey(PullKey(d))) return;
             await ReportAsync(d.Id, InstanceStates.Creating, "creating the container", d.BootGeneration, ct);
             containerId = await CreateAsync(client, d, ct);
             WriteGeneration(d.Id, 0);
@@ -301,8 +304,7 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
     /// </summary>
     private async Task<string> PulledImageAsync(DesiredInstance d, CancellationToken ct)
     {
-        var key = $"{d.Id}@{d.BootGeneration.ToString(CultureInfo.InvariantCulture)}@{d.Image}";
-        if (_pullFailures.TryGetValue(key, out var failed)) throw new InvalidOperationException(failed);
+        var key = PullKey(d);
         try
         {
             await RegistryPulls.PullAsync(engine, d.Image, d.ContainerRegistryInsecure,
@@ -315,6 +317,8 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
         }
         return d.Image;
     }
+
+    private static string PullKey(DesiredInstance d) => $"{d.Id}@{d.BootGeneration.ToString(CultureInfo.InvariantCulture)}@{d.Image}";
 
     private async Task<string> ImageReferenceAsync(string image, CancellationToken ct)
     {
@@ -354,6 +358,7 @@ public sealed partial class ContainerReconciler(ContainerEngine engine, StatusRe
             await client.Containers.RemoveContainerAsync(c.ID, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }, ct);
         }
         File.Delete(Path.Combine(GenerationsDir, id));
+        foreach (var key in _pullFailures.Keys.Where(k => k.StartsWith(id + "@", StringComparison.Ordinal))) _pullFailures.TryRemove(key, out _);
         await reporter.ReportAsync(new InstanceStatus { Id = id, State = InstanceStates.Stopped, Gone = true, Message = "deleted" }, ct);
         if (present.Count > 0) LogRemoved(id, why);
     }
