@@ -23,6 +23,9 @@ RUNTIME_PACKAGES=(
     # Tenant networks: a bridge and taps per network (iproute2), dnsmasq per network for DHCP/DNS (the -base package:
     # no system-wide dnsmasq service), nftables for isolation and NAT.
     dnsmasq-base nftables
+    # The libvirt driver (kumo-agent --libvirt): libvirtd with its QEMU driver, and virsh, which the agent calls
+    # (no maintained .NET binding of libvirt exists on NuGet).
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )
 
 # What the test suites need on top. Add a package here when a test starts needing it.
@@ -74,6 +77,15 @@ install_packages() {
         || kumo_die "apt-get install ${missing[*]} failed"
 }
 
+# A root libvirtd refuses to start its QEMU driver without the libvirt-qemu user and group, which Debian creates in
+# libvirt-daemon-system; that package also brings services and a default network Kumo does not want.
+ensure_libvirt_qemu_user() {
+    getent group libvirt-qemu >/dev/null || as_root groupadd --system libvirt-qemu \
+        || kumo_die "groupadd libvirt-qemu failed"
+    getent passwd libvirt-qemu >/dev/null || as_root useradd --system --no-create-home --home-dir /var/lib/libvirt \
+        --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu || kumo_die "useradd libvirt-qemu failed"
+}
+
 main() {
     local packages=("${RUNTIME_PACKAGES[@]}")
     case "${1:-}" in
@@ -83,6 +95,7 @@ main() {
         *) usage >&2; kumo_die "unknown option: $1" ;;
     esac
     install_packages "${packages[@]}"
+    ensure_libvirt_qemu_user
     kumo_require_dotnet
 }
 

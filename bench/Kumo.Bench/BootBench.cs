@@ -169,7 +169,7 @@ internal static class BootBench
     /// Copied from src/Kumo.Agent/Qemu/QemuDriver.cs BuildArgs (1 vCPU, 256 MiB: the instance defaults) minus
     /// -daemonize. Keep in step with it.
     /// </summary>
-    private static List<string> QemuArgs(string dir, string disk, string ready, string kernel, string initrd, string cmdline) =>
+    internal static List<string> QemuArgs(string dir, string disk, string ready, string kernel, string initrd, string cmdline) =>
     [
         "-name", "kumo-bare,debug-threads=on",
         "-machine", "q35",

@@ -17,9 +17,13 @@ internal sealed class KumodProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StreamWriter _log;
 
-    private KumodProcess(Process process, string stateDir, Uri api, int proxyPort, StreamWriter log)
+    private readonly List<Process> _agents = [];
+    private readonly int _agentPort;
+
+    private KumodProcess(Process process, string stateDir, Uri api, int proxyPort, int agentPort, StreamWriter log)
     {
         _process = process;
+        _agentPort = agentPort;
         ProxyPort = proxyPort;
         StateDir = stateDir;
         _log = log;
@@ -36,7 +40,7 @@ internal sealed class KumodProcess : IAsyncDisposable
     public string LogPath => Path.Combine(StateDir, "kumod.log");
 
     /// <summary>Starts kumod and waits until its local agent has registered the node.</summary>
-    public static async Task<KumodProcess> StartAsync(string imagesDir, CancellationToken ct)
+    public static async Task<KumodProcess> StartAsync(string imagesDir, CancellationToken ct, params string[] extra)
     {
         var stateDir = Directory.CreateTempSubdirectory("kumo-bench-").FullName;
         var api = FreePort();
@@ -55,7 +59,7 @@ internal sealed class KumodProcess : IAsyncDisposable
             "--all-in-one", "--state-dir", stateDir, "--listen", $"127.0.0.1:{api}", "--agent-listen", $"127.0.0.1:{agent}",
             "--proxy-listen", $"127.0.0.1:{proxy}",
             "--node-name", "bench", "--images-dir", imagesDir, "--accel", "tcg",
-        })
+        }.Concat(extra))
             psi.ArgumentList.Add(a);
         var log = new StreamWriter(Path.Combine(stateDir, "kumod.log")) { AutoFlush = true };
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {exe}");
@@ -63,7 +67,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Log(log, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var kumod = new KumodProcess(process, stateDir, new Uri($"https://127.0.0.1:{api}"), proxy, log);
+        var kumod = new KumodProcess(process, stateDir, new Uri($"https://127.0.0.1:{api}"), proxy, agent, log);
         try
         {
             await kumod.WaitNodeReadyAsync(TimeSpan.FromSeconds(60), ct);
@@ -112,6 +116,48 @@ internal sealed class KumodProcess : IAsyncDisposable
         throw new TimeoutException($"kumod's agent did not register within {timeout.TotalSeconds:0}s: {Tail(LogPath)}");
     }
 
+    /// <summary>
+    /// Starts a second kumo-agent (node <paramref name="name"/>, state under this kumod's directory so disposal finds
+    /// its guests) joined with a one-time token, and waits until its node is ready.
+    /// </summary>
+    public async Task StartAgentAsync(string name, string imagesDir, CancellationToken ct, params string[] extra)
+    {
+        using var tokenResponse = await Http.PostAsJsonAsync("/api/v1/nodes/tokens", new { }, ct);
+        tokenResponse.EnsureSuccessStatusCode();
+        var token = (await tokenResponse.Content.ReadFromJsonAsync<JsonElement>(ct)).GetProperty("token").GetString()!;
+        // From its own build output: next to the bench, its runtimeconfig would miss the ASP.NET framework it needs.
+        var configuration = AppContext.BaseDirectory.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug";
+        var exe = Path.Combine(Repo.Root, "src", "Kumo.AgentHost", "bin", configuration, "net10.0", "kumo-agent");
+        var psi = new ProcessStartInfo(exe)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[]
+        {
+            "--server", $"https://127.0.0.1:{_agentPort}", "--node-name", name, "--state-dir", Path.Combine(StateDir, "agent-" + name),
+            "--images-dir", imagesDir, "--accel", "tcg", "--join-token", token, "--ca", Path.Combine(StateDir, "pki", "ca.crt"),
+        }.Concat(extra))
+            psi.ArgumentList.Add(a);
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start kumo-agent");
+        _agents.Add(process);
+        process.OutputDataReceived += (_, e) => Log(_log, e.Data is null ? null : $"[{name}] {e.Data}");
+        process.ErrorDataReceived += (_, e) => Log(_log, e.Data is null ? null : $"[{name}] {e.Data}");
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (process.HasExited) throw new InvalidOperationException($"kumo-agent {name} exited with {process.ExitCode}: {Tail(LogPath)}");
+            var nodes = await Http.GetFromJsonAsync<JsonElement>("/api/v1/nodes", ct);
+            if (nodes.EnumerateArray().Any(n => n.GetProperty("name").GetString() == name && n.GetProperty("state").GetString() == "ready")) return;
+            await Task.Delay(50, ct);
+        }
+        throw new TimeoutException($"kumo-agent {name} did not register within 60 s: {Tail(LogPath)}");
+    }
+
     /// <summary>PIDs from the pid files QEMU writes into the agent's instance directories.</summary>
     public IReadOnlyList<int> QemuPids()
     {
@@ -152,13 +198,16 @@ internal sealed class KumodProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        try
+        foreach (var p in _agents.Append(_process))
         {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
-        }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
-        {
+            try
+            {
+                if (!p.HasExited) p.Kill(entireProcessTree: true);
+                await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+            {
+            }
         }
         // Guests: by pid file, and by command line for one whose pid file was not written yet.
         var ours = QemuPids().Concat(ProcessesMentioning(StateDir)).Distinct().ToList();
@@ -170,6 +219,7 @@ internal sealed class KumodProcess : IAsyncDisposable
         Http.Dispose();
         lock (_log) _log.Dispose();
         _process.Dispose();
+        foreach (var p in _agents) p.Dispose();
         if (Environment.GetEnvironmentVariable("KUMO_BENCH_KEEP") != "1")
             Directory.Delete(StateDir, recursive: true);
     }

@@ -20,6 +20,8 @@ var benchmarks = new (string Name, Func<BenchOptions, CancellationToken, Task<Be
     (ContainerBench.Name, ContainerBench.RunAsync),
     (NetworkBench.Name, NetworkBench.RunAsync),
     (ClusterBench.Name, ClusterBench.RunAsync),
+    (MigrationBench.Name, MigrationBench.RunAsync),
+    (ImportBench.Name, ImportBench.RunAsync),
 };
 if (options.Only is { } only && benchmarks.All(b => b.Name != only))
 {

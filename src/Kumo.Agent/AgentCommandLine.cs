@@ -22,13 +22,14 @@ public sealed class AgentCommandLine
     public Option<string> MigrationBandwidth { get; } = new("--migration-bandwidth") { Description = "Cap on live-migration traffic this node sends, bytes per second, e.g. 64M (default: QEMU's, 128M)" };
     public Option<string> UserDataDir { get; } = new("--user-data-dir") { Description = "Where users' storage dirs live; containers may mount only DIR/USER/... (default: ~/.kumo-data)" };
     public Option<string> VxlanAddress { get; } = new("--vxlan-address") { Description = "This node's underlay IPv4 address: networks span nodes by VXLAN (UDP 4789) between these addresses (default: off, networks stay on one node)" };
+    public Option<string> Libvirt { get; } = new("--libvirt") { Description = "Run VMs made from domain templates through this libvirtd, e.g. qemu:///system (default: no libvirt driver)" };
     public Option<string> JoinToken { get; } = new("--join-token") { Description = "One-time token from `kumo node add-token`: join kumod and get this node's certificate" };
     public Option<string> CaFingerprint { get; } = new("--ca-fingerprint") { Description = "SHA-256 fingerprint of kumod's CA (printed by `kumo node add-token`), checked before joining" };
     public Option<string> CaFile { get; } = new("--ca") { Description = "kumod's CA certificate (PEM), instead of --ca-fingerprint" };
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress })
+        foreach (var o in new Option[] { NodeName, AgentStateDir, ImagesDir, CapacityCpus, CapacityMemory, Accel, Labels, StopGrace, ReadyTimeout, UserDataDir, MetricsInterval, MigrationBandwidth, VxlanAddress, Libvirt })
             command.Options.Add(o);
     }
 
@@ -88,6 +89,8 @@ public sealed class AgentCommandLine
             if (i <= 0) return (null, $"--label '{l}' must be KEY=VALUE");
             labels[l[..i]] = l[(i + 1)..];
         }
+        var libvirt = r.GetValue(Libvirt);
+        if (libvirt is not null && !libvirt.Contains("://", StringComparison.Ordinal)) return (null, $"--libvirt '{libvirt}' is not a libvirt URI (e.g. qemu:///system)");
         return (new AgentOptions
         {
             NodeName = name,
@@ -104,6 +107,7 @@ public sealed class AgentCommandLine
             MetricsInterval = TimeSpan.FromSeconds(metricsInterval),
             MigrationBandwidth = bandwidth,
             VxlanAddress = vxlan,
+            LibvirtUri = libvirt,
         }, null);
     }
 }

@@ -66,5 +66,14 @@ public sealed record AgentOptions
     /// </summary>
     public string? VxlanAddress { get; init; }
 
+    /// <summary>
+    /// libvirtd to run templated VMs through (kumo-agent --libvirt URI), e.g. qemu:///system; null: this node has no
+    /// libvirt driver and kumod places no templated VM here.
+    /// </summary>
+    public string? LibvirtUri { get; init; }
+
+    /// <summary>The node label a libvirt-capable agent adds; kumod requires it of templated VMs' nodes.</summary>
+    public const string LibvirtLabel = "kumo.dev/libvirt";
+
     public string ResolvedImagesDir => ImagesDir ?? Path.Combine(StateDir, "images");
 }

@@ -36,8 +36,16 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var accelerator = await AcceleratorProbe.DecideAsync(options, images, _logger, stoppingToken);
         var driver = new QemuDriver(options.StateDir, accelerator, loggers.CreateLogger<QemuDriver>());
         driver.CleanTrash();
+        Libvirt.LibvirtDriver? libvirt = null;
+        if (options.LibvirtUri is { } uri)
+        {
+            libvirt = new Libvirt.LibvirtDriver(new Libvirt.Virsh(uri), options.StateDir, options.NodeName, accelerator, loggers.CreateLogger<Libvirt.LibvirtDriver>());
+            libvirt.CleanTrash();
+            // Before the first desired state: a domain of this node's whose directory was lost is still known.
+            await libvirt.RefreshAsync(stoppingToken);
+        }
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
-        var consoles = new ConsoleHub(driver.ConsoleOf, loggers.CreateLogger<GuestConsole>());
+        var consoles = new ConsoleHub(id => libvirt?.ConsoleOf(id) ?? driver.ConsoleOf(id), loggers.CreateLogger<GuestConsole>());
         var networks = new Networking.NetworkManager(options.StateDir, loggers.CreateLogger<Networking.NetworkManager>(), options.ResyncInterval)
         {
             VxlanAddress = options.VxlanAddress,
@@ -46,7 +54,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         var networkLoop = networks.RunAsync(stoppingToken);
         await using var engine = new Containers.ContainerEngine(options.StateDir, loggers.CreateLogger<Containers.ContainerEngine>());
         var containers = new Containers.ContainerReconciler(engine, reporter, options, loggers.CreateLogger<Containers.ContainerReconciler>());
-        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers);
+        var reconciler = new Reconciler(driver, images, reporter, consoles, options, loggers, networks, containers) { Libvirt = libvirt };
         var containerSessions = new Containers.ContainerSessions(engine,
             new Containers.ContainerBuilds(engine, loggers.CreateLogger<Containers.ContainerBuilds>()), loggers.CreateLogger<Containers.ContainerSessions>());
         var sessions = new ConsoleSessions(consoles, containerSessions, loggers.CreateLogger<ConsoleSessions>());
@@ -74,6 +82,7 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                     VxlanAddress = options.VxlanAddress ?? "",
                 };
                 foreach (var (k, v) in options.Labels) request.Labels[k] = v;
+                if (libvirt is not null) request.Labels[AgentOptions.LibvirtLabel] = "true";
                 var reply = await client.RegisterAsync(request, cancellationToken: stoppingToken);
                 LogRegistered(options.NodeName, reply.NodeId, accelerator, cpus, memory / (1024 * 1024));
                 _registered.TrySetResult(reply.NodeId);

@@ -56,6 +56,7 @@ internal static class KumoCli
         root.Subcommands.Add(ImageCommands.Create(cli));
         root.Subcommands.Add(VmCommands.Create(cli));
         root.Subcommands.Add(NetworkCommands.Create(cli));
+        root.Subcommands.Add(TemplateCommands.Create(cli));
         root.Subcommands.Add(ClusterCommands.Create(cli));
         root.Subcommands.Add(ClusterCommands.Reservations(cli));
         root.Subcommands.Add(PortForwardCommands.Create(cli));

@@ -199,6 +199,14 @@ internal sealed partial class Output
         return table;
     }
 
+    public IRenderable Templates(IReadOnlyList<DomainTemplate> templates)
+    {
+        var table = Table("NAME", "DESCRIPTION", "BY", "CREATED");
+        foreach (var t in templates)
+            AddRow(table, t.Name, t.Description, t.CreatedBy, Time(t.CreatedAt));
+        return table;
+    }
+
     public IRenderable PortForwards(IReadOnlyList<PortForward> forwards)
     {
         var table = Table("INSTANCE", "PUBLIC", "TO", "NETWORK", "NODE");
@@ -308,6 +316,7 @@ internal sealed partial class Output
         ("Desired", i.DesiredPower),
         ("Node", i.Node),
         ("Image", i.Image),
+        ("Template", i.Template),
         ("CPUs", i.Cpus.ToString(CultureInfo.InvariantCulture)),
         ("Memory", Size(i.MemoryBytes)),
         ("Disk", i.DiskBytes > 0 ? Size(i.DiskBytes) : null),

@@ -51,6 +51,12 @@ public static class ProblemTypes
     /// <summary>A volume that is attached to a VM cannot be deleted (or attached elsewhere) until it is detached.</summary>
     public const string VolumeInUse = Base + "volume-in-use";
 
+    /// <summary>A libvirt domain template an admin adds that Kumo refuses (placeholders, Kumo-owned elements, not XML).</summary>
+    public const string TemplateInvalid = Base + "template-invalid";
+
+    /// <summary>A user asked to change what a domain template fixes (network, disk bus or format, ...).</summary>
+    public const string TemplateOverride = Base + "template-override";
+
     /// <summary>A container build's context Kumo will not build: not a tar, an entry escaping the build directory, no build file.</summary>
     public const string BuildContextRejected = Base + "build-context-rejected";
 

@@ -88,6 +88,9 @@ public sealed record Instance
     /// <summary>For type container: what runs and how it is reached; null for VMs.</summary>
     public ContainerSpec? Container { get; init; }
 
+    /// <summary>The libvirt domain template the VM was made from (it runs through libvirtd); null for plain QEMU VMs.</summary>
+    public string? Template { get; init; }
+
     /// <summary>The user who created it (engine-level container names and proxy routes carry it).</summary>
     public string? Owner { get; init; }
 
@@ -231,6 +234,15 @@ public sealed record InstancesPost
     public string? Ipc { get; init; }
     public IReadOnlyList<string>? Devices { get; init; }
     public IReadOnlyList<string>? CapAdd { get; init; }
+
+    /// <summary>VMs: make it from this admin's libvirt domain template (kumo template list); it runs through libvirtd.</summary>
+    public string? Template { get; init; }
+
+    /// <summary>
+    /// With a template, a user may set only name, cpus, memory and image. Anything asked for here (network, disk.bus,
+    /// disk.format, ...) is refused with template-override: the field exists so such a request is told no, not ignored.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? TemplateOverrides { get; init; }
 }
 
 /// <summary>Body of PUT /instances/{name}: the fields a user may change in place.</summary>

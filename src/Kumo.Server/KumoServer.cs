@@ -142,6 +142,7 @@ public static partial class KumoServer
         s.AddSingleton<ProjectService>();
         s.AddSingleton<InstanceService>();
         s.AddSingleton<Networking.NetworkService>();
+        s.AddSingleton<Templates.TemplateService>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.PortForwards));
         s.AddSingleton<Networking.PortForwardService>();
         s.AddSingleton(Microsoft.Extensions.Options.Options.Create(options.Clusters));
@@ -224,6 +225,7 @@ public static partial class KumoServer
         ResourceEndpoints.MapImages(api);
         InstanceEndpoints.Map(api);
         NetworkEndpoints.Map(api);
+        TemplateEndpoints.Map(api);
         PortForwardEndpoints.Map(api);
         ClusterEndpoints.Map(api);
         SnapshotEndpoints.Map(api);

@@ -55,6 +55,8 @@ public sealed class PersistedValuesTests
                 "BuildContextRejected=https://kumo.dev/problems/build-context-rejected",
                 "BuildContextTooLarge=https://kumo.dev/problems/build-context-too-large",
                 "ReservationConflict=https://kumo.dev/problems/reservation-conflict",
+                "TemplateInvalid=https://kumo.dev/problems/template-invalid",
+                "TemplateOverride=https://kumo.dev/problems/template-override",
             ]
         },
     };

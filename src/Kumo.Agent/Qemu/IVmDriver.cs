@@ -14,6 +14,9 @@ public sealed record VmSpec(string Id, string Name, int Cpus, long MemoryBytes, 
 
     /// <summary>Set for the target of a live migration: the guest arrives on this HOST:PORT instead of booting.</summary>
     public string? Incoming { get; init; }
+
+    /// <summary>For the libvirt driver: the admin's domain template the VM was made from.</summary>
+    public string? DomainTemplate { get; init; }
 }
 
 /// <summary>What is on this node for one instance, read from its directory and /proc.</summary>

@@ -266,7 +266,7 @@ internal sealed partial class InstanceWorker(
         var seed = d.ImageSshKeys.Length > 0 || d.ImagePasswordHash.Length > 0
             ? new NoCloudSeed(d.Id, d.Name, d.ImageSshKeys, d.ImagePasswordHash)
             : null;
-        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct), Seed = seed };
+        return new VmSpec(d.Id, d.Name, d.Cpus, d.MemoryBytes, d.DiskBytes, image) { Volumes = await LaunchVolumesAsync(d, ct), Seed = seed, DomainTemplate = d.DomainTemplate is { Length: > 0 } t ? t : null };
     }
 
     private Task ReportAsync(string state, string message, long generation, CancellationToken ct) =>

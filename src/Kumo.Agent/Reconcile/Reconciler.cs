@@ -18,6 +18,9 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
 
     public int Workers => _workers.Count;
 
+    /// <summary>Runs the VMs made from domain templates; null when the node has no libvirt driver.</summary>
+    public IVmDriver? Libvirt { get; init; }
+
     public void Apply(DesiredState state, CancellationToken ct)
     {
         // Networks first: a worker about to launch looks its networks up here.
@@ -30,11 +33,24 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         foreach (var d in state.Instances.Where(d => d.Type != Core.InstanceTypes.Container || containers is null))
         {
             wanted.Add(d.Id);
-            Worker(d.Id, ct).SetDesired(d);
+            if (d.DomainTemplate.Length > 0 && Libvirt is null)
+            {
+                // kumod places templated VMs only on nodes that say they have libvirt; this one was started without it since.
+                _ = reporter.ReportAsync(new InstanceStatus
+                {
+                    Id = d.Id,
+                    State = Core.InstanceStates.Error,
+                    BootGeneration = d.BootGeneration,
+                    Message = "this node's agent runs without --libvirt; the VM needs the libvirt driver"
+                }, ct);
+                continue;
+            }
+            Worker(d.Id, d.DomainTemplate.Length > 0 ? Libvirt : driver, ct).SetDesired(d);
         }
         // Anything on this node that kumod does not assign here is removed: nothing is orphaned.
-        foreach (var id in driver.ListLocal().Concat(_workers.Keys).Distinct().Where(id => !wanted.Contains(id)).ToList())
-            Worker(id, ct).SetDesired(null);
+        var libvirtLocal = Libvirt?.ListLocal() ?? [];
+        foreach (var id in driver.ListLocal().Concat(libvirtLocal).Concat(_workers.Keys).Distinct().Where(id => !wanted.Contains(id)).ToList())
+            Worker(id, libvirtLocal.Contains(id) ? Libvirt : driver, ct).SetDesired(null);
     }
 
     public void KickAll()
@@ -43,12 +59,13 @@ public sealed class Reconciler(IVmDriver driver, ImageStore images, StatusReport
         foreach (var (w, _) in _workers.Values) w.Kick();
     }
 
-    private InstanceWorker Worker(string id, CancellationToken ct)
+    /// <summary>The instance's worker; a new one runs on <paramref name="on"/> (an instance keeps its driver for life).</summary>
+    private InstanceWorker Worker(string id, IVmDriver? on, CancellationToken ct)
     {
         while (true)
         {
             if (_workers.TryGetValue(id, out var existing)) return existing.Worker;
-            var worker = new InstanceWorker(id, driver, images, reporter, consoles, _volumes, options, _logger, networks);
+            var worker = new InstanceWorker(id, on ?? driver, images, reporter, consoles, _volumes, options, _logger, networks);
             var gate = new TaskCompletionSource();
             var run = RunAsync(worker, gate.Task, ct);
             if (_workers.TryAdd(id, (worker, run)))

@@ -47,12 +47,18 @@ internal static class VmCommands
             Description = "File whose first line is the guest user's password (- reads stdin); kumod keeps only its hash",
             HelpName = "FILE",
         };
+        var template = new Option<string?>("--template") { Description = "Make it from this libvirt domain template (see kumo template list); it runs through libvirtd" };
+        var set = new Option<string[]>("--set")
+        {
+            Description = "With --template: ask to change something the template fixes (network, disk.bus, disk.format); kumod refuses it",
+            HelpName = "KEY=VALUE",
+        };
         var noWait = NoWait();
         var start = new Option<string?>("--start") { Description = "Reserve the VM from this time: local 2026-12-01T09:00, UTC with Z, or +DURATION from now (+10m)" };
         var end = new Option<string?>("--end") { Description = "Reservation end, same forms as --start; at the end the VM is stopped and deleted" };
         var create = new Command("create", "Create a VM and wait until its guest is ready, or reserve it for a time window (--start/--end)")
         {
-            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, start, end, noWait,
+            name, image, cpus, memory, disk, node, stopped, labels, description, network, sshKeys, passwordFile, start, end, template, set, noWait,
         };
         cli.Examples(create,
             "kumo vm create web --image tiny --cpus 1 --memory 256M",
@@ -60,7 +66,8 @@ internal static class VmCommands
             "kumo vm create later --image tiny --memory 256M --stopped --no-wait",
             "kumo vm create a --network lab-net",
             "kumo vm create d1 --image debian --memory 512M --ssh-key ~/.ssh/id_ed25519.pub",
-            "kumo vm create exam --memory 512M --start 2026-12-01T09:00 --end 2026-12-01T12:00");
+            "kumo vm create exam --memory 512M --start 2026-12-01T09:00 --end 2026-12-01T12:00",
+            "kumo vm create x --template small --cpus 1 --memory 256M --image tiny");
         cli.SetAction(create, async run =>
         {
             var now = DateTimeOffset.UtcNow;
@@ -85,6 +92,8 @@ internal static class VmCommands
                 Password = run.Get(passwordFile) is { } pw ? ReadPassword(pw) : null,
                 Start = from,
                 End = to,
+                Template = run.Get(template) is { } t ? Check.Name(t, "template name") : null,
+                TemplateOverrides = run.Get(set) is { Length: > 0 } s ? Check.Labels(s, "--set") : null,
             };
             var operation = await run.Client.CreateInstanceAsync(post, run.Cancellation);
             // A window that opens later: the operation is already done and there is no VM to show yet.

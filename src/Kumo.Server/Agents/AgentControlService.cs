@@ -276,6 +276,12 @@ public sealed class AgentControlService(
             }
             state.Instances.Add(d);
         }
+        // VMs made from a libvirt domain template: the node's libvirt driver runs them.
+        foreach (var (id, xml) in c.Query<(string Id, string Xml)>(
+            "SELECT id, template_xml FROM instances WHERE node_id = @nodeId AND template_xml IS NOT NULL", new { nodeId }))
+        {
+            if (byId.TryGetValue(id, out var d)) d.DomainTemplate = xml;
+        }
         AddNetworks(c, nodeId, state);
         migrations.AddDesired(c, nodeId, byId);
         Snapshots.SnapshotService.AddDesired(c, nodeId, byId);

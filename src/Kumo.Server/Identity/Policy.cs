@@ -100,6 +100,11 @@ public static class Policy
         [("instance", "logs")] = Access.User,
         [("instance", "exec")] = Access.User,
         [("instance", "attach")] = Access.User,
+        // Domain templates fix what a VM may be (network, disks): users read them to choose one, admins own them.
+        [("template", "list")] = Access.User,
+        [("template", "get")] = Access.User,
+        [("template", "create")] = Access.Admin,
+        [("template", "delete")] = Access.Admin,
         [("operation", "get")] = Access.User,
         [("operation", "watch")] = Access.User,
         [("project", "list")] = Access.User,

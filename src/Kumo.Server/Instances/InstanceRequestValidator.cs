@@ -7,7 +7,13 @@ namespace Kumo.Server.Instances;
 public sealed record ValidCreate(
     string Name, string Type, string Image, int Cpus, long MemoryBytes, long DiskBytes, string? Node, bool Stopped,
     IReadOnlyDictionary<string, string> Labels, string? Description, IReadOnlyDictionary<string, string>? NodeSelector,
-    IReadOnlyList<string> SshKeys, string? Password, ContainerSpec? Container = null, string? Network = null);
+    IReadOnlyList<string> SshKeys, string? Password, ContainerSpec? Container = null, string? Network = null)
+{
+    /// <summary>The libvirt domain template to make the VM from (<see cref="TemplateXml"/> is filled by the service).</summary>
+    public string? Template { get; init; }
+
+    public string? TemplateXml { get; init; }
+}
 
 /// <summary>Checks every field of a request and reports all problems at once, keyed by field.</summary>
 public static class InstanceRequestValidator
@@ -88,6 +94,25 @@ public static class InstanceRequestValidator
 
         if (!isContainer && body.Network is not null && Names.Validate(body.Network, "network") is { } networkError) Add("network", networkError);
 
+        if (body.Template is not null)
+        {
+            if (Names.Validate(body.Template, "template") is { } templateError) Add("template", templateError);
+            // What a template fixes is not the user's to change: refused outright, never silently dropped.
+            var overrides = (body.TemplateOverrides?.Keys ?? []).ToList();
+            if (body.Network is not null) overrides.Add("network");
+            if (body.Disk is not null) overrides.Add("disk");
+            if (keys.Count > 0 || body.Password is not null) overrides.Add("sshKeys");
+            if (isContainer) overrides.Add("type");
+            if (overrides.Count > 0)
+                throw new ProblemException(400, ProblemTypes.TemplateOverride, "The template fixes what this request tries to set",
+                    $"template '{body.Template}' fixes {string.Join(", ", overrides.Distinct())}; with a template you may set only {string.Join(", ", DomainTemplates.UserFields)}")
+                { Errors = overrides.Distinct().ToDictionary(o => o, o => new[] { $"{o} is fixed by template '{body.Template}'" }) };
+        }
+        else if (body.TemplateOverrides is { Count: > 0 })
+        {
+            Add("templateOverrides", "templateOverrides needs a template, and even then it is refused: templates fix these");
+        }
+
         if (errors.Count > 0)
         {
             // Policy refusals are not typos: they get their own type and 403, so a client can tell "not allowed" from "malformed".
@@ -100,7 +125,19 @@ public static class InstanceRequestValidator
             throw ProblemException.Validation(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
         }
         return new ValidCreate(body.Name!, type, image, cpus, memory, disk, body.Node, body.Stopped ?? false,
-            body.Labels ?? new Dictionary<string, string>(), body.Description, body.NodeSelector, keys, body.Password, container, isContainer ? null : body.Network);
+            body.Labels ?? new Dictionary<string, string>(), body.Description, TemplateSelector(body), keys, body.Password, container, isContainer ? null : body.Network)
+        { Template = body.Template };
+    }
+
+    /// <summary>A templated VM needs a node whose agent runs libvirt (kumo-agent --libvirt labels its node so).</summary>
+    private static IReadOnlyDictionary<string, string>? TemplateSelector(InstancesPost body)
+    {
+        if (body.Template is null) return body.NodeSelector;
+        var selector = new Dictionary<string, string>(body.NodeSelector ?? new Dictionary<string, string>(), StringComparer.Ordinal)
+        {
+            ["kumo.dev/libvirt"] = "true",
+        };
+        return selector;
     }
 
     private static bool IsBase64(string s) =>

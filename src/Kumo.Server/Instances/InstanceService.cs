@@ -104,6 +104,13 @@ public sealed class InstanceService(
                 throw ProblemException.Validation("node", $"image '{image.Name}' was built on node {nodeName}; its containers run there (leave --node out)");
             req = req with { Node = nodeName };
         }
+        if (req.Template is { } templateName)
+        {
+            // The VM keeps the template as it is now: a later change or removal of the template leaves it alone.
+            var xml = await db.ReadAsync(c => c.QuerySingleOrDefault<string?>("SELECT xml FROM domain_templates WHERE name = @templateName", new { templateName }), ct)
+                ?? throw ProblemException.Validation("template", $"template '{templateName}' does not exist (see: kumo template list)");
+            req = req with { TemplateXml = xml };
+        }
         var passwordHash = req.Password is null ? null : await PasswordCrypt.HashAsync(req.Password, ct);
         if (req.Node is not null && !scheduler.HasNode(req.Node))
             throw ProblemException.Validation("node", $"node '{req.Node}' does not exist (see: kumo node list)");
@@ -195,6 +202,9 @@ public sealed class InstanceService(
             ("$desired", row.DesiredPower), ("$stop", row.StopMode), ("$gen", row.BootGeneration), ("$message", row.StatusMessage),
             ("$labels", row.Labels), ("$description", row.Description), ("$version", row.Version), ("$created", row.CreatedAt),
             ("$updated", row.UpdatedAt));
+        if (req.Template is not null)
+            ctx.Connection.Execute("UPDATE instances SET template = @Template, template_xml = @TemplateXml WHERE id = @Id",
+                new { req.Template, req.TemplateXml, row.Id }, ctx.Transaction);
         // IPAM in the same write: a failure further on gives the address back with everything else.
         foreach (var network in nicNetworks) networks.Allocate(ctx, project, network, row.Id, row.Name);
         var op = operations.Insert(ctx, "create", req.Name, row.Id,

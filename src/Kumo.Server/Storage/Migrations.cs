@@ -378,6 +378,19 @@ internal static class Migrations
         ALTER TABLE clusters ADD COLUMN vm_spec TEXT;
         ALTER TABLE clusters ADD COLUMN vm_password_hash TEXT;
         """,
+        // 19: admin-owned libvirt domain templates. An instance made from one keeps the template's XML as it was at
+        // create time, so changing or removing the template never changes a defined VM.
+        """
+        CREATE TABLE domain_templates (
+            name TEXT PRIMARY KEY,
+            description TEXT,
+            xml TEXT NOT NULL,
+            created_by TEXT,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE instances ADD COLUMN template TEXT;
+        ALTER TABLE instances ADD COLUMN template_xml TEXT;
+        """,
     ];
 
     public static int Latest => All.Count;

@@ -53,6 +53,10 @@ internal sealed class InstanceRow
 
     /// <summary>The virtual cluster this instance is a member of, if any.</summary>
     public string? ClusterId { get; set; }
+
+    /// <summary>The libvirt domain template the VM was made from, and its XML as it was then.</summary>
+    public string? Template { get; set; }
+    public string? TemplateXml { get; set; }
     public string Labels { get; set; } = "{}";
     public string? Description { get; set; }
     public long Version { get; set; }
@@ -82,6 +86,7 @@ internal sealed class InstanceRow
         Labels = Json.Labels(Labels),
         Description = Description,
         Container = Json.Container(Container),
+        Template = Template,
         Owner = OwnerName,
         Version = Version,
         CreatedAt = Json.Time(CreatedAt),

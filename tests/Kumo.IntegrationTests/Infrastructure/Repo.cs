@@ -55,7 +55,9 @@ public static class Repo
                 var stat = File.ReadAllText(Path.Combine(dir, "stat"));
                 if (stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z')) continue;
                 var cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmd.StartsWith("qemu-system", StringComparison.Ordinal) && cmd.Contains(marker, StringComparison.Ordinal)) pids.Add(pid);
+                // The agent runs "qemu-system-..."; libvirtd runs it by its full path.
+                var program = Path.GetFileName(cmd.Split(' ', 2)[0]);
+                if (program.StartsWith("qemu-system", StringComparison.Ordinal) && cmd.Contains(marker, StringComparison.Ordinal)) pids.Add(pid);
             }
             catch (IOException)
             {

@@ -93,6 +93,11 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         ["POST /api/v1/networks"] = new(Login, Ok, Hide, Ok),
         ["GET /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
         ["DELETE /api/v1/networks/{name}"] = new(Login, Ok, Hide, Ok),
+        // Domain templates: every user reads them (to choose one); only admins add and remove (bodies and names fail after the policy).
+        ["GET /api/v1/templates"] = new(Login, Ok, Ok, Ok),
+        ["GET /api/v1/templates/{name}"] = new(Login, Ok, Ok, Ok),
+        ["POST /api/v1/templates"] = new(Login, Deny, Deny, Ok),
+        ["DELETE /api/v1/templates/{name}"] = new(Login, Deny, Deny, Ok),
         // Clusters and their reservations live in a project too; bob naming alice's project gets 404.
         ["GET /api/v1/clusters"] = new(Login, Ok, Hide, Ok),
         ["POST /api/v1/clusters"] = new(Login, Ok, Hide, Ok),
@@ -595,6 +600,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             // A cluster that does not exist: 404 past the policy, so no row creates or destroys anything.
             if (template.StartsWith("/api/v1/clusters", StringComparison.Ordinal) || template.StartsWith("/api/v1/reservations", StringComparison.Ordinal))
                 path = path.Replace("{name}", "no-such-cluster") + "?project=alice";
+            if (template.StartsWith("/api/v1/templates/", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-template");
             if (template.StartsWith("/api/v1/volumes", StringComparison.Ordinal)) path = path.Replace("{name}", "no-such-volume") + "?project=alice";
             if (template.StartsWith("/api/v1/users/", StringComparison.Ordinal)) path = path.Replace("{name}", method == "DELETE" ? "erin" : "dave");
             if (template.StartsWith("/api/v1/projects/", StringComparison.Ordinal)) path = path.Replace("{name}", "lab").Replace("{user}", "dave");
@@ -613,6 +619,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         {
             // Bodies that pass the policy and then fail validation, so nothing is created, changed or throttled.
             "POST /api/v1/auth/login" or "POST /api/v1/users" or "POST /api/v1/projects" or "POST /api/v1/instances" or "POST /api/v1/networks"
+                or "POST /api/v1/templates"
                 or "POST /api/v1/instances/{name}/port-forwards" or "POST /api/v1/clusters" or "POST /api/v1/clusters/{name}/scale" => Json(new { }),
             // The right current password (a wrong one is a 403 of the handler's own) and a new one that is too short.
             "POST /api/v1/auth/password" => Json(new PasswordChange { Current = _passwords.GetValueOrDefault(who, "x"), New = "short" }),

@@ -20,7 +20,7 @@ public sealed class MigrationsTests : IDisposable
         using var c = db.Open();
         Assert.Equal(Migrations.Latest, Migrations.CurrentVersion(c));
         var objects = c.Query<string>("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name");
-        Assert.Equal(["audit", "audit_time", "audit_user", "clusters", "counters", "debug_ports", "images", "instances", "instances_cluster", "instances_image", "instances_node", "instances_owner", "instances_project", "join_tokens",
+        Assert.Equal(["audit", "audit_time", "audit_user", "clusters", "counters", "debug_ports", "domain_templates", "images", "instances", "instances_cluster", "instances_image", "instances_node", "instances_owner", "instances_project", "join_tokens",
             "measured_cursors", "measured_usage", "measured_usage_hour", "migrations", "network_addresses", "network_addresses_instance", "networks", "networks_vni", "node_certificates", "node_certificates_node", "nodes", "operations", "operations_pending", "port_forwards", "port_forwards_instance",
             "project_members", "projects", "quotas", "snapshots", "tokens", "tokens_user", "usage_intervals", "usage_intervals_open", "usage_intervals_owner",
             "usage_intervals_project", "users", "volumes", "volumes_instance", "volumes_node"], objects);
