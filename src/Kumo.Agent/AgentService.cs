@@ -41,8 +41,17 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
         {
             libvirt = new Libvirt.LibvirtDriver(new Libvirt.Virsh(uri), options.StateDir, options.NodeName, accelerator, loggers.CreateLogger<Libvirt.LibvirtDriver>());
             libvirt.CleanTrash();
-            // Before the first desired state: a domain of this node's whose directory was lost is still known.
-            await libvirt.RefreshAsync(stoppingToken);
+            // Before the first desired state: a domain of this node's whose directory was lost is still known. A libvirtd
+            // that does not answer must not take the node down: its QEMU VMs and containers go on, templated VMs
+            // report virsh's error until it answers.
+            try
+            {
+                await libvirt.RefreshAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogLibvirtUnavailable(uri, e.Message);
+            }
         }
         var reporter = new StatusReporter(loggers.CreateLogger<StatusReporter>());
         var consoles = new ConsoleHub(id => libvirt?.ConsoleOf(id) ?? driver.ConsoleOf(id), loggers.CreateLogger<GuestConsole>());
@@ -222,6 +231,9 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
 
     [LoggerMessage(LogLevel.Error, "kumod at {Url} refused node {Name}: {Reason}")]
     private partial void LogRefused(string name, Uri url, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "libvirt at {Uri} does not answer ({Reason}); templated VMs wait for it")]
+    private partial void LogLibvirtUnavailable(string uri, string reason);
 
     [LoggerMessage(LogLevel.Warning, "lost connection to kumod at {Url}: {Reason}; retrying")]
     private partial void LogDisconnected(Uri url, string reason);

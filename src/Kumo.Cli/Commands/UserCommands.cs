@@ -83,8 +83,8 @@ internal static class UserCommands
     private static Command Delete(CliContext cli)
     {
         var name = NameArgument();
-        var deleteResources = new Option<bool>("--delete-resources") { Description = "Also delete every instance the user owns" };
-        var reassignTo = new Option<string?>("--reassign-to") { Description = "Give the user's instances to this user instead", HelpName = "USER" };
+        var deleteResources = new Option<bool>("--delete-resources") { Description = "Also delete everything the user owns: clusters, reservations, instances" };
+        var reassignTo = new Option<string?>("--reassign-to") { Description = "Give the user's instances, clusters and reservations to this user instead", HelpName = "USER" };
         var delete = new Command("delete", "Delete a user; instances they own must be deleted or reassigned, never orphaned")
         {
             name, deleteResources, reassignTo,

@@ -52,10 +52,16 @@ internal static class IdentityEndpoints
             .Requires("user", "disable");
         users.MapPost("/{name}/enable", (UserService s, HttpContext http, string name, CancellationToken ct) => s.SetDisabledAsync(name, false, Caller.Of(http), ct))
             .Requires("user", "disable");
-        users.MapDelete("/{name}", async (UserService s, InstanceService instances, QuotaService quotas, HttpContext http, string name, string? resources, string? to, CancellationToken ct) =>
+        users.MapDelete("/{name}", async (UserService s, InstanceService instances, Clusters.ClusterService clusters, QuotaService quotas, HttpContext http,
+            string name, string? resources, string? to, CancellationToken ct) =>
         {
             var caller = Caller.Of(http);
-            await s.DeleteAsync(name, resources, to, caller, (ownerId, c) => instances.DeleteAllOwnedAsync(caller, ownerId, c), quotas, ct);
+            // Clusters first: their teardown deletes their members and networks, then the user's other instances go.
+            await s.DeleteAsync(name, resources, to, caller, async (ownerId, c) =>
+            {
+                await clusters.DeleteAllOwnedAsync(caller, ownerId, c);
+                await instances.DeleteAllOwnedAsync(caller, ownerId, c);
+            }, quotas, ct);
             return TypedResults.NoContent();
         }).Requires("user", "delete");
 

@@ -497,17 +497,51 @@ public sealed class ClusterService(
             var row = (reservation ? FindAny(ctx.Connection, ctx.Transaction, project, name) is { EndAt: not null } r ? r : null
                     : Find(ctx.Connection, ctx.Transaction, project, name))
                 ?? throw ProblemException.NotFound(reservation ? "reservation" : "cluster", name);
-            if (row.State == ClusterStates.Deleting)
-                return operations.Insert(ctx, "cluster-delete", name, null, null, 0, $"cluster '{name}' is already being deleted", supersede: false, project: project, userId: caller.UserId);
-            // A rollback or an ending in progress becomes a delete: the same teardown, but the row goes too.
-            operations.Complete(ctx, row.Id, Expect.Ready, long.MaxValue, $"cluster '{name}' was deleted", "deleted");
-            row.State = ClusterStates.Deleting;
-            row.Message = "deleting members and networks";
-            var op = operations.Insert(ctx, "cluster-delete", name, row.Id, Expect.Deleted, 0, row.Message, supersede: false, project: project, userId: caller.UserId);
-            Save(ctx, row);
-            Teardown(ctx, row, caller);
-            return op;
+            return DeleteRow(ctx, caller, project, row);
         }, ct);
+
+    private Operation DeleteRow(WriteContext ctx, Caller caller, string project, ClusterRow row)
+    {
+        var name = row.Name;
+        if (row.State == ClusterStates.Deleting)
+            return operations.Insert(ctx, "cluster-delete", name, null, null, 0, $"cluster '{name}' is already being deleted", supersede: false, project: project, userId: caller.UserId);
+        // A rollback or an ending in progress becomes a delete: the same teardown, but the row goes too.
+        operations.Complete(ctx, row.Id, Expect.Ready, long.MaxValue, $"cluster '{name}' was deleted", "deleted");
+        row.State = ClusterStates.Deleting;
+        row.Message = "deleting members and networks";
+        var op = operations.Insert(ctx, "cluster-delete", name, row.Id, Expect.Deleted, 0, row.Message, supersede: false, project: project, userId: caller.UserId);
+        Save(ctx, row);
+        Teardown(ctx, row, caller);
+        return op;
+    }
+
+    /// <summary>
+    /// Deletes every cluster and reservation a user owns (their account is being deleted) and waits until the
+    /// reconciler has torn them down, members and networks included.
+    /// </summary>
+    internal async Task DeleteAllOwnedAsync(Caller caller, string ownerId, CancellationToken ct)
+    {
+        Task<List<(string Project, string Name)>> OwnedAsync() => db.ReadAsync(c => c.Query<(string Project, string Name)>(
+            "SELECT project, name FROM clusters WHERE owner_id = @ownerId", new { ownerId }).ToList(), ct);
+        foreach (var (project, name) in await OwnedAsync())
+        {
+            try
+            {
+                await db.WriteAsync(ctx => DeleteRow(ctx, caller, project, FindAny(ctx.Connection, ctx.Transaction, project, name)
+                    ?? throw ProblemException.NotFound("cluster", name)), ct);
+            }
+            catch (ProblemException e) when (e.Status == 404)
+            {
+                // Gone since we listed it.
+            }
+        }
+        var deadline = time.GetUtcNow() + TimeSpan.FromMinutes(2);
+        while ((await OwnedAsync()).Count > 0)
+        {
+            if (time.GetUtcNow() > deadline) throw ProblemException.InvalidState("the user's clusters are still being torn down; try again shortly");
+            await Task.Delay(200, ct);
+        }
+    }
 
     /// <summary>One pass over every cluster (the reconciler's tick). Each cluster is its own write.</summary>
     internal async Task ReconcileAllAsync(CancellationToken ct)

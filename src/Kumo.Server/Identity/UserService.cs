@@ -217,9 +217,12 @@ public sealed partial class UserService(
         if (name == caller.UserName) throw ProblemException.InvalidState("you cannot delete your own account");
         var user = await db.ReadAsync(c => c.QuerySingleOrDefault<UserRow>("SELECT * FROM users WHERE name = @name", new { name }), ct)
             ?? throw ProblemException.NotFound("user", name);
-        var owned = await db.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @Id", user), ct);
+        var (instanceCount, clusterCount) = await db.ReadAsync(c => (
+            c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @Id", user),
+            c.ExecuteScalar<long>("SELECT count(*) FROM clusters WHERE owner_id = @Id", user)), ct);
+        var owned = instanceCount + clusterCount;
         if (owned > 0 && resources is not ("delete" or "reassign"))
-            throw ProblemException.InvalidState($"user '{name}' owns {owned} instance(s); choose resources=delete or resources=reassign&to=USER");
+            throw ProblemException.InvalidState($"user '{name}' owns {instanceCount} instance(s) and {clusterCount} cluster(s) or reservation(s); choose resources=delete or resources=reassign&to=USER");
         UserRow? target = null;
         if (owned > 0 && resources == "reassign")
         {
@@ -236,13 +239,44 @@ public sealed partial class UserService(
                 if (c.ExecuteScalar<long>("SELECT count(*) FROM instances a JOIN instances b ON a.name = b.name WHERE a.owner_id = @from AND a.project = @fromProject AND b.project = @toProject",
                     new { from = user.Id, fromProject = user.Name, toProject = target.Name }, ctx.Transaction) > 0)
                     throw ProblemException.Conflict($"'{target.Name}' already has instances with the same names; rename or delete them first");
+                var move = new { to = target.Id, from = user.Id, fromProject = user.Name, toProject = target.Name };
+                // Clusters (and reservations) go with their members, and the networks they made with them.
+                if (c.ExecuteScalar<long>("SELECT count(*) FROM clusters a JOIN clusters b ON a.name = b.name WHERE a.owner_id = @from AND a.project = @fromProject AND b.project = @toProject",
+                    move, ctx.Transaction) > 0)
+                    throw ProblemException.Conflict($"'{target.Name}' already has clusters or reservations with the same names; delete them first");
+                if (c.ExecuteScalar<long>(
+                    """
+                    SELECT count(*) FROM networks a JOIN networks b ON a.name = b.name
+                    WHERE a.project = @fromProject AND b.project = @toProject
+                      AND a.name IN (SELECT private_network FROM clusters WHERE owner_id = @from AND project = @fromProject
+                                     UNION SELECT external_network FROM clusters WHERE owner_id = @from AND project = @fromProject AND owns_external = 1)
+                    """, move, ctx.Transaction) > 0)
+                    throw ProblemException.Conflict($"'{target.Name}' already has networks named like the moving clusters' networks; delete them first");
+                c.Execute(
+                    """
+                    UPDATE networks SET project = @toProject
+                    WHERE project = @fromProject
+                      AND name IN (SELECT private_network FROM clusters WHERE owner_id = @from AND project = @fromProject
+                                   UNION SELECT external_network FROM clusters WHERE owner_id = @from AND project = @fromProject AND owns_external = 1)
+                    """, move, ctx.Transaction);
+                c.Execute("UPDATE clusters SET owner_id = @to, project = CASE WHEN project = @fromProject THEN @toProject ELSE project END WHERE owner_id = @from",
+                    move, ctx.Transaction);
                 c.Execute("UPDATE instances SET owner_id = @to, project = CASE WHEN project = @fromProject THEN @toProject ELSE project END, version = version + 1 WHERE owner_id = @from",
-                    new { to = target.Id, from = user.Id, fromProject = user.Name, toProject = target.Name }, ctx.Transaction);
+                    move, ctx.Transaction);
                 quotas.EnsureWithin(ctx, target.Id, target.Name, target.Role == Roles.Admin);
             }
-            if (c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @Id", user, ctx.Transaction) > 0)
-                throw ProblemException.InvalidState($"user '{name}' still owns instances (a delete is still running); try again when they are gone");
-            c.Execute("DELETE FROM projects WHERE personal_of = @Id AND NOT EXISTS (SELECT 1 FROM instances WHERE project = projects.name)", user, ctx.Transaction);
+            if (c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE owner_id = @Id", user, ctx.Transaction)
+                + c.ExecuteScalar<long>("SELECT count(*) FROM clusters WHERE owner_id = @Id", user, ctx.Transaction) > 0)
+                throw ProblemException.InvalidState($"user '{name}' still owns instances or clusters (a delete is still running); try again when they are gone");
+            // The personal project goes only when nothing is left in it (never orphan a network, volume or cluster).
+            c.Execute(
+                """
+                DELETE FROM projects WHERE personal_of = @Id
+                  AND NOT EXISTS (SELECT 1 FROM instances WHERE project = projects.name)
+                  AND NOT EXISTS (SELECT 1 FROM networks WHERE project = projects.name)
+                  AND NOT EXISTS (SELECT 1 FROM volumes WHERE project = projects.name)
+                  AND NOT EXISTS (SELECT 1 FROM clusters WHERE project = projects.name)
+                """, user, ctx.Transaction);
             c.Execute("DELETE FROM users WHERE id = @Id", user, ctx.Transaction);
             ctx.OnCommit(Invalidate);
         }, ct);

@@ -185,4 +185,17 @@ public sealed class LibvirtDriverTests(LibvirtKumo fixture, ITestOutputHelper ou
         using var shown = await Env.Api.Http.GetAsync("/api/v1/templates/bad");
         Assert.Equal(HttpStatusCode.NotFound, shown.StatusCode);
     }
+
+    [Fact]
+    public async Task AgentWhoseLibvirtdDoesNotAnswer_StillJoinsAndSaysWhy()
+    {
+        var agent = await Env.StartAgentAsync("nolv", 1, "1G", "--libvirt", $"qemu+unix:///system?socket={Path.Combine(Env.StateDir, "no-such-libvirt-sock")}");
+
+        Assert.False(agent.HasExited);
+        Assert.Contains("does not answer", agent.Log);
+        agent.Stop(TimeSpan.FromSeconds(10));
+        // It carries the libvirt label: gone, so the other tests' templated VMs are never placed on it.
+        using var removed = await Env.Api.Http.DeleteAsync("/api/v1/nodes/nolv");
+        Assert.True(removed.IsSuccessStatusCode, await removed.Content.ReadAsStringAsync());
+    }
 }

@@ -161,6 +161,62 @@ public sealed class UserDeletionTests : IAsyncLifetime
         Assert.Equal(0, await _server.CountInstancesAsync());
     }
 
+    [Fact]
+    public async Task Delete_WithDelete_TearsDownTheUsersClustersAndReservations_AndLeavesNoNetworkOrProject()
+    {
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
+        using (var c = await _alice.PostAsJsonAsync("/api/v1/clusters", new ClustersPost { Name = "hpc", Nodes = 1, NodeMemory = "64M", FrontendMemory = "64M" }, Problems.Json))
+            Assert.Equal(HttpStatusCode.Accepted, c.StatusCode);
+        var t0 = DateTimeOffset.UtcNow.AddHours(1);
+        using (var r = await _alice.PostAsJsonAsync("/api/v1/instances", new InstancesPost { Name = "exam", Memory = "64M", Start = t0, End = t0.AddHours(1) }, Problems.Json))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+
+        using var refused = await _server.Client.DeleteAsync("/api/v1/users/alice");
+        Assert.Contains("2 cluster(s) or reservation(s)", (await refused.AssertProblemAsync(HttpStatusCode.Conflict, ProblemTypes.InvalidState)).Detail);
+
+        using var response = await _server.Client.DeleteAsync("/api/v1/users/alice?resources=delete");
+        Assert.True(response.StatusCode == HttpStatusCode.NoContent, await response.Content.ReadAsStringAsync());
+
+        var left = await _server.Database.ReadAsync(c => (
+            c.ExecuteScalar<long>("SELECT count(*) FROM clusters"), c.ExecuteScalar<long>("SELECT count(*) FROM instances"),
+            c.ExecuteScalar<long>("SELECT count(*) FROM networks"), c.ExecuteScalar<long>("SELECT count(*) FROM projects WHERE name = 'alice'")), CancellationToken.None);
+        Assert.Equal((0L, 0L, 0L, 0L), left);
+    }
+
+    [Fact]
+    public async Task Delete_WithReassign_MovesTheUsersClusterWithItsMembersAndNetworks()
+    {
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
+        using (var c = await _alice.PostAsJsonAsync("/api/v1/clusters", new ClustersPost { Name = "hpc", Nodes = 1, NodeMemory = "64M", FrontendMemory = "64M" }, Problems.Json))
+            Assert.Equal(HttpStatusCode.Accepted, c.StatusCode);
+
+        using var response = await _server.Client.DeleteAsync("/api/v1/users/alice?resources=reassign&to=bob");
+        Assert.True(response.StatusCode == HttpStatusCode.NoContent, await response.Content.ReadAsStringAsync());
+
+        var cluster = (await _bob.GetFromJsonAsync<Cluster>("/api/v1/clusters/hpc", Problems.Json))!;
+        Assert.Equal(("bob", "bob"), (cluster.Project, cluster.Owner));
+        Assert.Equal(["hpc-fe", "hpc-n1"], await NamesAsync(_bob));
+        var networks = (await _bob.GetFromJsonAsync<List<Network>>("/api/v1/networks", Problems.Json))!.Select(n => n.Name).Order(StringComparer.Ordinal);
+        Assert.Equal(["hpc-ext", "hpc-net"], networks);
+        var projects = await _server.Client.GetFromJsonAsync<List<Project>>("/api/v1/projects", Problems.Json);
+        Assert.DoesNotContain(projects!, p => p.Name == "alice");
+    }
+
+    [Fact]
+    public async Task Delete_WithReassign_KeepsThePersonalProjectWhileANetworkIsLeftInIt()
+    {
+        await using var agent = await FakeAgent.StartAsync(_server, "node-a");
+        using (var n = await _alice.PostAsJsonAsync("/api/v1/networks", new NetworksPost { Name = "lan", Subnet = "10.90.7.0/24" }, Problems.Json))
+            Assert.Equal(HttpStatusCode.Created, n.StatusCode);
+        await CreateAsync(_alice, "a1");
+
+        Assert.Equal(HttpStatusCode.NoContent, (await _server.Client.DeleteAsync("/api/v1/users/alice?resources=reassign&to=bob")).StatusCode);
+
+        var projects = await _server.Client.GetFromJsonAsync<List<Project>>("/api/v1/projects", Problems.Json);
+        Assert.Contains(projects!, p => p.Name == "alice");
+        Assert.Equal(1L, await _server.Database.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM networks WHERE project = 'alice'"), CancellationToken.None));
+    }
+
     private static async Task CreateAsync(HttpClient client, string name, string? project = null, bool stopped = true)
     {
         using var response = await client.PostAsync(project is null ? "/api/v1/instances" : $"/api/v1/instances?project={project}",
