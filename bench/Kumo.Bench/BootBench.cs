@@ -191,7 +191,8 @@ internal static class BootBench
         "-initrd", initrd,
     ];
 
-    private static async Task RunAsync(string file, string[] args, CancellationToken ct)
+    /// <summary>Runs a tool to its end; a non-zero exit throws with its stderr.</summary>
+    internal static async Task RunAsync(string file, string[] args, CancellationToken ct)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);

@@ -78,7 +78,7 @@ internal static class ImportBench
             f.SetLength((long)(DataMiB + ZeroMiB) << 20);
         }
         var vmdk = Path.Combine(dir, "disk.vmdk");
-        await RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", raw, vmdk], ct);
+        await BootBench.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", raw, vmdk], ct);
         File.Delete(raw);
         return vmdk;
     }
@@ -86,7 +86,7 @@ internal static class ImportBench
     private static async Task<double> BareAsync(string vmdk, string output, CancellationToken ct)
     {
         var start = Stopwatch.GetTimestamp();
-        await RunAsync("qemu-img", ["convert", "-O", "qcow2", vmdk, output], ct);
+        await BootBench.RunAsync("qemu-img", ["convert", "-O", "qcow2", vmdk, output], ct);
         var ms = KumoClient.Ms(start);
         File.Delete(output);
         return ms;
@@ -112,16 +112,5 @@ internal static class ImportBench
         using var delete = await http.DeleteAsync($"/api/v1/images/{name}", ct);
         if (!delete.IsSuccessStatusCode) throw new InvalidOperationException($"image rm {name}: {(int)delete.StatusCode} {await delete.Content.ReadAsStringAsync(ct)}");
         return (ms, answered);
-    }
-
-    private static async Task RunAsync(string file, string[] args, CancellationToken ct)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync(ct);
-        await p.StandardOutput.ReadToEndAsync(ct);
-        await p.WaitForExitAsync(ct);
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{file} failed: {await err}");
     }
 }
