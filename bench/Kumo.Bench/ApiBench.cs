@@ -41,11 +41,11 @@ internal static class ApiBench
         Func<int, string> trivialPath = _ => "/api/v1", getPath = i => $"/api/v1/instances/{InstanceName(i * 7919 % Instances)}", listPath = _ => "/api/v1/instances";
         // Warm every path before measuring any, so the baseline (measured first) does not pay for JIT tier-up alone.
         foreach (var (path, count) in new[] { (trivialPath, Gets / 5), (getPath, Gets / 5), (listPath, Lists / 5) })
-            await RunAsync(http, path, count, new double[count], ct);
+            await RunAsync(http, path, count, new double[count], Workers, ct);
         await Task.Delay(1000, ct);   // tier-1 JIT waits for a quiet 100 ms
-        var trivial = await LoadAsync(http, trivialPath, Gets, ct);
-        var get = await LoadAsync(http, getPath, Gets, ct);
-        var list = await LoadAsync(http, listPath, Lists, ct);
+        var trivial = await LoadAsync(http, trivialPath, Gets, Workers, ct);
+        var get = await LoadAsync(http, getPath, Gets, Workers, ct);
+        var list = await LoadAsync(http, listPath, Lists, Workers, ct);
 
         var result = new BenchResult(Name, $"GET /api/v1 (server info) on the same server, {Gets:N0} requests");
         result.Rows.Add(new($"GET /instances/{{name}} x{Gets:N0}", get.PerSecond, "/s", trivial.PerSecond, $">={TargetGetsPerSecond:N0}/s", get.PerSecond >= TargetGetsPerSecond));
@@ -66,21 +66,25 @@ internal static class ApiBench
 
     internal sealed record Load(int Count, double PerSecond, double P50, double P99, int Errors);
 
-    /// <summary>Sends <paramref name="count"/> GETs from <see cref="Workers"/> loops.</summary>
-    private static async Task<Load> LoadAsync(HttpClient http, Func<int, string> path, int count, CancellationToken ct)
+    /// <summary>Sends <paramref name="count"/> GETs from <paramref name="workers"/> loops.</summary>
+    internal static async Task<Load> LoadAsync(HttpClient http, Func<int, string> path, int count, int workers, CancellationToken ct) =>
+        (await LoadWithLatenciesAsync(http, path, count, workers, ct)).Load;
+
+    /// <summary>As <see cref="LoadAsync"/>, also returning every request's latency (ms).</summary>
+    internal static async Task<(Load Load, double[] Latencies)> LoadWithLatenciesAsync(HttpClient http, Func<int, string> path, int count, int workers, CancellationToken ct)
     {
         var latencies = new double[count];
         var start = Stopwatch.GetTimestamp();
-        var errors = await RunAsync(http, path, count, latencies, ct);
+        var errors = await RunAsync(http, path, count, latencies, workers, ct);
         var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        return new Load(count, count / seconds, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), errors);
+        return (new Load(count, count / seconds, Stats.Percentile(latencies, 50), Stats.Percentile(latencies, 99), errors), latencies);
     }
 
-    private static async Task<int> RunAsync(HttpClient http, Func<int, string> path, int count, double[] latencies, CancellationToken ct)
+    private static async Task<int> RunAsync(HttpClient http, Func<int, string> path, int count, double[] latencies, int workers, CancellationToken ct)
     {
         var next = -1;
         var errors = 0;
-        await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => Task.Run(async () =>
+        await Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(async () =>
         {
             int i;
             while ((i = Interlocked.Increment(ref next)) < count)

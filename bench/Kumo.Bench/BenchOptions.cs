@@ -7,7 +7,7 @@ internal sealed record BenchOptions(string? Only, int Runs)
 {
     public const string Usage = """
         usage: dotnet run -c Release --project bench/Kumo.Bench -- [--only NAME] [--runs N]
-          --only NAME   run one benchmark: boot, api, placement, memory, proxy, network or cluster (default: all)
+          --only NAME   run one benchmark: boot, api, aaa, placement, memory, proxy, containers, network or cluster (default: all)
           --runs N      boots per side in the boot benchmark, alternating bare/kumo (default 5)
         """;
 

@@ -30,7 +30,8 @@ internal sealed class InProcessServer : IAsyncDisposable
     public string StateDir { get; }
     public Uri Api { get; }
 
-    public static async Task<InProcessServer> StartAsync(CancellationToken ct)
+    /// <param name="devNoAuthNoAudit">kumod --dev-no-auth-no-audit: no token read, no policy decided, no audit written.</param>
+    public static async Task<InProcessServer> StartAsync(CancellationToken ct, bool devNoAuthNoAudit = false)
     {
         var stateDir = Directory.CreateTempSubdirectory("kumo-bench-server-").FullName;
         var options = new KumoServerOptions
@@ -40,6 +41,7 @@ internal sealed class InProcessServer : IAsyncDisposable
             AgentEndpoint = new IPEndPoint(IPAddress.Loopback, 0),
             // Simulated nodes never heartbeat; keep them up for the whole run.
             Health = new NodeHealthOptions { DownAfter = TimeSpan.FromHours(1) },
+            DevNoAuthNoAudit = devNoAuthNoAudit,
         };
         var app = KumoServer.Build(options, b => b.Logging.SetMinimumLevel(LogLevel.Warning));
         await app.StartAsync(ct);

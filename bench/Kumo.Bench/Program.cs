@@ -13,6 +13,7 @@ var benchmarks = new (string Name, Func<BenchOptions, CancellationToken, Task<Be
 {
     (BootBench.Name, BootBench.RunAsync),
     (ApiBench.Name, ApiBench.RunAsync),
+    (AaaBench.Name, AaaBench.RunAsync),
     (PlacementBench.Name, PlacementBench.RunAsync),
     (MemoryBench.Name, MemoryBench.RunAsync),
     (ProxyBench.Name, ProxyBench.RunAsync),

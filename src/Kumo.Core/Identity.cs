@@ -49,6 +49,19 @@ public sealed record UserCreated
     public string? Password { get; init; }
 }
 
+/// <summary>What a bearer token is for. Persisted strings.</summary>
+public static class TokenKinds
+{
+    /// <summary>Issued by a login; expires after 12 h; revoked by logout and by a password change.</summary>
+    public const string Session = "session";
+
+    /// <summary>For scripts (kumo token create): acts as its user on every endpoint.</summary>
+    public const string Api = "api";
+
+    /// <summary>For a Prometheus scraper (kumo token create --metrics): GET /metrics only, refused everywhere else.</summary>
+    public const string Metrics = "metrics";
+}
+
 public sealed record ApiToken
 {
     public required string Id { get; init; }
@@ -68,6 +81,9 @@ public sealed record TokensPost
 
     /// <summary>Lifetime such as 30d or 12h; none means until revoked.</summary>
     public string? Ttl { get; init; }
+
+    /// <summary>A scrape-only token (kind metrics): GET /metrics and nothing else, seeing what its user may see.</summary>
+    public bool? Metrics { get; init; }
 }
 
 public sealed record Project

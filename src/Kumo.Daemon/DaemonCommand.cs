@@ -32,6 +32,10 @@ public static class DaemonCommand
         var tlsCa = new Option<string>("--tls-ca") { Description = "CA that issued --tls-cert (PEM), published at /api/v1/ca for clients to pin" };
         var tlsSan = new Option<string[]>("--tls-san") { Description = "Extra host name or IP for the generated server certificate (repeatable)", AllowMultipleArgumentsPerToken = false };
         var insecureHttp = new Option<bool>("--insecure-http") { Description = "Serve the REST API as plain HTTP: development only (agents still use TLS)" };
+        var devNoAaa = new Option<bool>("--dev-no-auth-no-audit")
+        {
+            Description = "DEVELOPMENT/BENCHMARK ONLY: the REST API (loopback only) serves everyone as admin, unaudited",
+        };
         var debugPorts = new Option<string>("--debug-ports") { Description = "Ports for VMs' gdb stubs (kumo vm debug), FIRST-LAST", DefaultValueFactory = _ => "21000-21499" };
         var imageCache = new Option<string?>("--image-cache") { Description = "Where built base images (kumo image build-base) are cached, keyed by the build script (default STATE/images/.base-cache)" };
         var debianMirror = new Option<string?>("--debian-mirror") { Description = "Debian mirror base images are built from (default http://deb.debian.org/debian)" };
@@ -63,7 +67,7 @@ public static class DaemonCommand
             first use. Agents use mutual TLS: a new machine joins with a token from `kumo node add-token`.
             """);
         foreach (var o in new Option[] { stateDir, listen, agentListen, allInOne, downAfter, heartbeat, ldapUrl, ldapBase, ldapAttr, ldapBind, ldapBindPassword, ldapAdmins,
-            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, insecureRegistry, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
+            tlsCert, tlsKey, tlsCa, tlsSan, insecureHttp, devNoAaa, debugPorts, debugBind, migrationPorts, migrationHost, containerMemory, buildContextMax, portPool, insecureRegistry, proxyListen, proxyDomain, forwardRange, imageCache, debianMirror })
             root.Options.Add(o);
         agent.AddTo(root);
 
@@ -182,6 +186,7 @@ public static class DaemonCommand
                 Migration = new Kumo.Server.LiveMigration.MigrationOptions { First = migrationRange.First, Last = migrationRange.Last, Host = parse.GetValue(migrationHost)! },
                 ApiEndpoint = api,
                 AgentEndpoint = grpc,
+                DevNoAuthNoAudit = parse.GetValue(devNoAaa),
                 Health = new NodeHealthOptions
                 {
                     DownAfter = TimeSpan.FromSeconds(parse.GetValue(downAfter)),

@@ -56,6 +56,14 @@ public sealed record KumoServerOptions
 
     /// <summary>LDAP directory for logins of users who are not local; ignored when <see cref="ExternalAuthenticator"/> is set.</summary>
     public Identity.Ldap.LdapOptions? Ldap { get; init; }
+
+    /// <summary>
+    /// Development and benchmarking only (kumod --dev-no-auth-no-audit): the REST API reads no token, decides no
+    /// policy and writes no audit entry; every request acts as the first admin. It exists so `./kumo bench` can
+    /// measure what AAA costs. Refused unless the API listens on loopback; kumod logs it as critical at start.
+    /// The agent endpoint is unchanged (mTLS, node checks).
+    /// </summary>
+    public bool DevNoAuthNoAudit { get; init; }
 }
 
 /// <summary>Builds and runs the control plane: REST API, agent gRPC service, store, scheduler and loops.</summary>
@@ -65,6 +73,9 @@ public static partial class KumoServer
 
     public static WebApplication Build(KumoServerOptions options, Action<WebApplicationBuilder>? configure = null)
     {
+        if (options.DevNoAuthNoAudit && !IPAddress.IsLoopback(options.ApiEndpoint.Address))
+            throw new InvalidOperationException(
+                $"--dev-no-auth-no-audit is refused: the REST API would listen on {options.ApiEndpoint}, and without authentication it may only listen on loopback");
         Directory.CreateDirectory(options.StateDir);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "kumod", Args = [] });
         builder.Logging.AddSimpleConsole(o =>
@@ -190,13 +201,15 @@ public static partial class KumoServer
         // - it holds the whole response back until the entry is durable, and nothing outside it can send a byte first.
         // It needs nothing from the inner middleware before it runs: it reads the endpoint (set by routing) and the
         // caller (set by authentication) from the HttpContext when it writes the entry, after they have run.
-        app.UseKumoAudit();
+        var devCaller = options.DevNoAuthNoAudit ? DevCaller(db) : null;
+        if (devCaller is null)
+            app.UseKumoAudit();
         app.UseKumoProblems();
         // After audit, which wraps the upgrade so a WebSocket session is recorded like any other request.
         app.UseWebSockets();
         app.UseRouting();
-        app.UseKumoAuthentication();
-        app.UseKumoAuthorization();
+        app.UseKumoAuthentication(devCaller);
+        app.UseKumoAuthorization(devCaller is not null);
 
         app.MapOpenApi().Requires("openapi", "get");
         app.MapGrpcService<AgentControlService>().Requires("agent", "control");
@@ -230,7 +243,18 @@ public static partial class KumoServer
         MetricsEndpoints.Map(app, api);
         app.Lifetime.ApplicationStopped.Register(() => db.DisposeAsync().AsTask().GetAwaiter().GetResult());
         LogTls(app.Logger, pki, options);
+        if (devCaller is not null)
+            LogDevNoAuthNoAudit(app.Logger, options.ApiEndpoint, devCaller.UserName!);
         return app;
+    }
+
+    /// <summary>Who every REST request is under --dev-no-auth-no-audit: the first admin that is not disabled.</summary>
+    private static Caller DevCaller(Database db)
+    {
+        var admin = db.ReadAsync(c => Dapper.SqlMapper.QueryFirstOrDefault<UserRow>(c,
+            "SELECT * FROM users WHERE role = @role AND disabled = 0 ORDER BY created_at, name", new { role = Roles.Admin }), CancellationToken.None)
+            .GetAwaiter().GetResult() ?? throw new InvalidOperationException("--dev-no-auth-no-audit needs an enabled admin user to act as");
+        return new Caller(admin.Id, admin.Name, Roles.Admin, "dev-no-auth");
     }
 
     /// <summary>Adapts the LDAP authenticator to login: null means "no", an unreachable directory is a 503.</summary>
@@ -273,6 +297,10 @@ public static partial class KumoServer
     [LoggerMessage(LogLevel.Warning,
         "--insecure-http: the REST API on {Endpoint} is plain HTTP, for development only: requests and credentials travel unencrypted")]
     private static partial void LogInsecure(ILogger logger, IPEndPoint endpoint);
+
+    [LoggerMessage(LogLevel.Critical,
+        "--dev-no-auth-no-audit: the REST API on {Endpoint} authenticates NOBODY, authorizes EVERYTHING as admin '{Admin}' and writes NO audit log. Benchmarks and development only; never run a shared kumod like this")]
+    private static partial void LogDevNoAuthNoAudit(ILogger logger, IPEndPoint endpoint, string admin);
 
     /// <summary>The reverse proxy's bound address (port 0 resolved); null when it is off.</summary>
     public static Uri? ProxyAddress(WebApplication app) => app.Services.GetRequiredService<ProxyHost>().Address;

@@ -20,6 +20,7 @@ public sealed class PersistedValuesTests
         { typeof(SnapshotStates), ["Creating=creating", "Ready=ready", "Deleting=deleting"] },
         { typeof(VolumeStates), ["Available=available", "Attaching=attaching", "Attached=attached", "Detaching=detaching", "Deleting=deleting"] },
         { typeof(ClusterStates), ["Scheduled=scheduled", "Creating=creating", "Ready=ready", "Degraded=degraded", "Scaling=scaling", "RollingBack=rolling-back", "Deleting=deleting", "Ending=ending", "Ended=ended", "Failed=failed"] },
+        { typeof(TokenKinds), ["Session=session", "Api=api", "Metrics=metrics"] },
         { typeof(ReservationKinds), ["Cluster=cluster", "Vm=vm"] },
         { typeof(AuditOutcomes), ["Allowed=allowed", "Denied=denied", "Error=error", "StreamStarted=stream-started"] },
         {

@@ -21,13 +21,16 @@ internal static class TokenCommands
 
         var name = new Option<string?>("--name") { Description = "What the token is for", HelpName = "NAME" };
         var ttl = new Option<string?>("--ttl") { Description = "Lifetime: 90s, 15m, 12h, 30d or 2w (default: until revoked)", HelpName = "DURATION" };
-        var create = new Command("create", "Create an API token; its secret is printed once") { name, ttl };
-        cli.Examples(create, "kumo token create --name ci --ttl 30d", "KUMO_TOKEN=$(kumo token create --name ci -o json | jq -r .secret)");
+        var metrics = new Option<bool>("--metrics") { Description = "A scrape-only token: GET /metrics and nothing else (for Prometheus)" };
+        var create = new Command("create", "Create an API token; its secret is printed once") { name, ttl, metrics };
+        cli.Examples(create, "kumo token create --name ci --ttl 30d", "KUMO_TOKEN=$(kumo token create --name ci -o json | jq -r .secret)",
+            "kumo token create --metrics --name prometheus   # bearer_token for a scrape of https://HOST:7400/metrics");
         cli.SetAction(create, async run =>
         {
-            var created = await run.Client.CreateTokenAsync(new TokensPost { Name = run.Get(name), Ttl = run.Get(ttl)?.Trim() }, run.Cancellation);
+            var post = new TokensPost { Name = run.Get(name), Ttl = run.Get(ttl)?.Trim(), Metrics = run.Get(metrics) ? true : null };
+            var created = await run.Client.CreateTokenAsync(post, run.Cancellation);
             run.Output.Write(created, t => Output.Secret(
-                $"token {t.Id}{(t.Name is null ? "" : $" ({t.Name})")} created, expires {(t.ExpiresAt is null ? "never" : Output.Time(t.ExpiresAt))}",
+                $"{(t.Kind == TokenKinds.Metrics ? "metrics token" : "token")} {t.Id}{(t.Name is null ? "" : $" ({t.Name})")} created, expires {(t.ExpiresAt is null ? "never" : Output.Time(t.ExpiresAt))}",
                 "secret", t.Secret ?? "-"));
             return KumoCli.Ok;
         });

@@ -44,6 +44,7 @@ public sealed class AgentControlService(
         return new RegisterReply { NodeId = id, HeartbeatIntervalMs = (int)nodes.Health.HeartbeatInterval.TotalMilliseconds };
     }
 
+    [Audit.Keepalive]
     public override async Task<HeartbeatReply> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
         if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))
@@ -98,6 +99,7 @@ public sealed class AgentControlService(
     }
 
     /// <summary>Keeps the sample for the monitoring views and adds the guests' CPU time to measured usage (durably).</summary>
+    [Audit.Keepalive]
     public override async Task<MetricsReply> ReportMetrics(MetricsReport request, ServerCallContext context)
     {
         if (!await certificates.AuthorizeNodeAsync(context, request.NodeId))

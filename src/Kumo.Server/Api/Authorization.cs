@@ -24,14 +24,22 @@ public static class Authorization
     public static TBuilder Requires<TBuilder>(this TBuilder builder, string kind, string verb) where TBuilder : IEndpointConventionBuilder =>
         builder.WithMetadata(new Permission(kind, verb));
 
-    /// <summary>Sets the <see cref="Caller"/> from a bearer token; a token that is present but not valid is a 401.</summary>
-    public static IApplicationBuilder UseKumoAuthentication(this IApplicationBuilder app) => app.Use(async (ctx, next) =>
+    /// <summary>
+    /// Sets the <see cref="Caller"/> from a bearer token; a token that is present but not valid is a 401.
+    /// With <paramref name="devCaller"/> (kumod --dev-no-auth-no-audit, loopback only) no token is read: every REST
+    /// request is that caller.
+    /// </summary>
+    public static IApplicationBuilder UseKumoAuthentication(this IApplicationBuilder app, Caller? devCaller = null) => app.Use(async (ctx, next) =>
     {
         var source = ctx.Connection.RemoteIpAddress?.ToString() ?? "unknown";
         var items = ctx.Features.Get<IConnectionItemsFeature>()?.Items;
         if (items is not null && items.ContainsKey(AgentEndpointItem))
         {
             new Caller("agent", "agent", Roles.Agent, source).AttachTo(ctx);
+        }
+        else if (devCaller is not null)
+        {
+            devCaller.AttachTo(ctx);
         }
         else if (BearerToken(ctx) is { } token)
         {
@@ -51,8 +59,14 @@ public static class Authorization
         await next(ctx);
     });
 
-    public static IApplicationBuilder UseKumoAuthorization(this IApplicationBuilder app) => app.Use(async (ctx, next) =>
+    /// <param name="devBypass">kumod --dev-no-auth-no-audit: REST requests skip the decision; agent-endpoint calls never do.</param>
+    public static IApplicationBuilder UseKumoAuthorization(this IApplicationBuilder app, bool devBypass = false) => app.Use(async (ctx, next) =>
     {
+        if (devBypass && Caller.Of(ctx).Role != Roles.Agent)
+        {
+            await next(ctx);
+            return;
+        }
         // Only route endpoints run Kumo code. Routing answers a wrong method or content type with endpoints of its
         // own (405/415) that are not route endpoints, carry no metadata and only set a status code.
         if (ctx.GetEndpoint() is RouteEndpoint endpoint)

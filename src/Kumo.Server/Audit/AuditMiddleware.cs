@@ -87,6 +87,9 @@ public sealed partial class AuditMiddleware
         var code = status ?? StatusOf(response);
         if (status is null && outcome is null && context.RequestAborted.IsCancellationRequested)
             code = 499; // the caller went away before the answer
+        outcome ??= OutcomeOf(code);
+        if (outcome == AuditOutcomes.Allowed && context.GetEndpoint() is { } endpoint && Facts(endpoint).Keepalive)
+            return Task.CompletedTask;
         return _log.AppendAsync(new AuditRow
         {
             Time = AuditChain.FormatTime(response.Arrived),
@@ -96,7 +99,7 @@ public sealed partial class AuditMiddleware
             Method = context.Request.Method,
             Action = ActionOf(context),
             Target = AuditTarget.Of(context.Request),
-            Outcome = outcome ?? OutcomeOf(code),
+            Outcome = outcome,
             Status = code,
             RequestId = context.TraceIdentifier,
         }, CancellationToken.None);
@@ -154,12 +157,13 @@ public sealed partial class AuditMiddleware
         var action = permission is null ? null
             : grpc is null ? $"{permission.Kind}.{permission.Verb}"
             : $"{permission.Kind}.{grpc.Method.Name}";
-        return new EndpointFacts(action, grpc is not null && grpc.Method.Type != MethodType.Unary);
+        return new EndpointFacts(action, grpc is not null && grpc.Method.Type != MethodType.Unary, e.Metadata.GetMetadata<KeepaliveAttribute>() is not null);
     });
 
     /// <param name="Action">kind.verb (agent.METHOD for gRPC); null when the endpoint declares no permission.</param>
     /// <param name="Streaming">A gRPC method that streams (its entry is written before the stream starts).</param>
-    private sealed record EndpointFacts(string? Action, bool Streaming);
+    /// <param name="Keepalive">An agent keepalive or telemetry call (<see cref="KeepaliveAttribute"/>): not recorded when it succeeds.</param>
+    private sealed record EndpointFacts(string? Action, bool Streaming, bool Keepalive);
 
     [LoggerMessage(LogLevel.Error, "audit: could not record {Method} {Path} (request {RequestId}); the answer was withheld")]
     private static partial void LogAppendFailed(ILogger logger, string method, string path, string requestId, Exception e);

@@ -20,6 +20,9 @@ public sealed record Caller(string? UserId, string? UserName, string? Role, stri
     public bool IsAnonymous => UserId is null;
     public bool IsAdmin => Role == Roles.Admin;
 
+    /// <summary>Came with a metrics token: may scrape /metrics (seeing what its user may see) and call nothing else.</summary>
+    public bool MetricsOnly { get; init; }
+
     public static Caller Anonymous(string source) => new(null, null, null, source);
 
     public static Caller Of(HttpContext ctx) =>

@@ -14,6 +14,9 @@ public enum Access
 
     /// <summary>Administrators only.</summary>
     Admin,
+
+    /// <summary>Administrators, and metrics tokens (kind metrics) of any user, which see what their user may see.</summary>
+    Scrape,
 }
 
 /// <summary>
@@ -75,7 +78,9 @@ public static class Policy
         // Where a guest runs is the operator's decision.
         [("instance", "migrate")] = Access.Admin,
         // Monitoring: logged-in users see nodes and the instances of their projects; admins see everything.
-        [("metrics", "scrape")] = Access.User,
+        // The Prometheus scrape takes an admin or a metrics token: a scraper's config then holds a credential that can
+        // read metrics and nothing else.
+        [("metrics", "scrape")] = Access.Scrape,
         [("metrics", "list")] = Access.User,
         [("snapshot", "list")] = Access.User,
         [("snapshot", "create")] = Access.User,
@@ -144,6 +149,9 @@ public static class Policy
             Access.Anonymous => Decision.Allow,
             Access.Agent => caller.Role == Roles.Agent ? Decision.Allow : caller.IsAnonymous ? Decision.Unauthenticated : Decision.Forbidden,
             _ when caller.IsAnonymous || caller.Role == Roles.Agent => Decision.Unauthenticated,
+            // A metrics token is good for the scrape only, whoever its user is.
+            _ when caller.MetricsOnly => access == Access.Scrape ? Decision.Allow : Decision.Forbidden,
+            Access.Scrape => caller.IsAdmin ? Decision.Allow : Decision.Forbidden,
             Access.User => Decision.Allow,
             Access.Admin => caller.IsAdmin ? Decision.Allow : Decision.Forbidden,
             _ => Decision.Forbidden,

@@ -60,13 +60,13 @@ public sealed class TokenService(Database db, TimeProvider time)
         if (_cache.TryGetValue(hash, out var hit) && now - hit.CachedAt < CacheFor && (hit.Expires is null || hit.Expires > now))
             return hit.Caller with { SourceAddress = source };
         var generation = Interlocked.Read(ref _generation);
-        var found = await db.ReadAsync(c => c.QuerySingleOrDefault<(string UserId, string Name, string Role, long Disabled, string? ExpiresAt, long Revoked)>(
-            "SELECT u.id, u.name, u.role, u.disabled, t.expires_at, t.revoked FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = @hash",
+        var found = await db.ReadAsync(c => c.QuerySingleOrDefault<(string UserId, string Name, string Role, long Disabled, string? ExpiresAt, long Revoked, string Kind)>(
+            "SELECT u.id, u.name, u.role, u.disabled, t.expires_at, t.revoked, t.kind FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = @hash",
             new { hash }), ct);
         if (found.UserId is null || found.Revoked != 0 || found.Disabled != 0) return null;
         DateTimeOffset? expires = found.ExpiresAt is null ? null : Json.Time(found.ExpiresAt);
         if (expires <= now) return null;
-        var caller = new Caller(found.UserId, found.Name, found.Role, source);
+        var caller = new Caller(found.UserId, found.Name, found.Role, source) { MetricsOnly = found.Kind == TokenKinds.Metrics };
         _cache[hash] = (caller, expires, now);
         if (Interlocked.Read(ref _generation) != generation) _cache.TryRemove(hash, out _);
         return caller;
@@ -82,7 +82,8 @@ public sealed class TokenService(Database db, TimeProvider time)
             ttl = parsed;
         }
         if (body?.Name is { Length: > 64 }) throw ProblemException.Validation("name", "token names are at most 64 characters");
-        var (secret, row) = await db.WriteAsync(ctx => Issue(ctx, caller.UserId!, "api", body?.Name, ttl), ct);
+        var kind = body?.Metrics is true ? TokenKinds.Metrics : TokenKinds.Api;
+        (string secret, TokenRow row) = await db.WriteAsync(ctx => Issue(ctx, caller.UserId!, kind, body?.Name, ttl), ct);
         return ToApi(row) with { Secret = secret };
     }
 

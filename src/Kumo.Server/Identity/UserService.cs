@@ -100,7 +100,7 @@ public sealed partial class UserService(
             throw new ProblemException(401, ProblemTypes.Unauthorized, "Login failed", "wrong username or password, or the account is disabled");
         }
         throttle.Succeeded(name, source, attempt);
-        var (secret, row) = await db.WriteAsync(ctx => tokens.Issue(ctx, user.Id, "session", "login", TokenService.SessionLifetime), ct);
+        var (secret, row) = await db.WriteAsync(ctx => tokens.Issue(ctx, user.Id, TokenKinds.Session, "login", TokenService.SessionLifetime), ct);
         return new LoginResponse { Token = secret, ExpiresAt = Json.Time(row.ExpiresAt!), User = await ToApiAsync(user, ct) };
     }
 

@@ -31,6 +31,9 @@ public enum Outcome
 
     /// <summary>404 from the handler: someone else's resource, whose existence is not the caller's to learn (not 403).</summary>
     Hidden,
+
+    /// <summary>gRPC UNIMPLEMENTED: no method by that name, so nothing is served to anyone.</summary>
+    Unimplemented,
 }
 
 /// <summary>
@@ -49,6 +52,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
     private const Outcome Login = Outcome.Unauthenticated;
     private const Outcome Deny = Outcome.Forbidden;
     private const Outcome Hide = Outcome.Hidden;
+    private const Outcome NoMethod = Outcome.Unimplemented;
 
     private sealed record Row(Outcome Anonymous, Outcome Alice, Outcome Bob, Outcome Admin);
 
@@ -172,8 +176,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
 
         // Not in the OpenAPI document.
         ["GET /openapi/{documentName}.json"] = new(Login, Ok, Ok, Ok),
-        // Prometheus scrape: a token is required; a user's token sees nodes and their own projects' instances only.
-        ["GET /metrics"] = new(Login, Ok, Ok, Ok),
+        // Prometheus scrape: an admin, or a metrics token (see MetricsTokenReaches; a user's sees nodes and their own
+        // projects' instances only). A user's session or API token is refused, so scrapers hold scrape-only credentials.
+        ["GET /metrics"] = new(Login, Deny, Deny, Ok),
         // The agent protocol sent to the REST endpoint: people are not agents, whatever their role.
         ["POST /kumo.agent.v1.AgentControl/GetCa"] = new(Login, Deny, Deny, Deny),
         ["POST /kumo.agent.v1.AgentControl/Join"] = new(Login, Deny, Deny, Deny),
@@ -210,10 +215,22 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
         // An unknown node id is NOT_FOUND from the handler.
         ["POST /kumo.agent.v1.AgentControl/ConsoleWatch"] = new(Login, Login, Login, Login, Ok),
         ["POST /kumo.agent.v1.AgentControl/ConsoleStream"] = new(Login, Login, Login, Login, Ok),
-        // No method behind them to refuse or serve: UNIMPLEMENTED for everyone.
-        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
-        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(Ok, Ok, Ok, Ok, Ok),
+        // No method behind them to refuse or serve: UNIMPLEMENTED for everyone, with a node certificate or without.
+        ["ANY /kumo.agent.v1.AgentControl/{unimplementedMethod}"] = new(NoMethod, NoMethod, NoMethod, NoMethod, NoMethod),
+        ["ANY /{unimplementedService}/{unimplementedMethod}"] = new(NoMethod, NoMethod, NoMethod, NoMethod, NoMethod),
     };
+
+    /// <summary>
+    /// Alice's metrics token (kumo token create --metrics) on the REST endpoint: the endpoints it gets past the policy
+    /// on. Every other row of <see cref="Expected"/> must refuse it with 403, whatever alice herself may do there.
+    /// </summary>
+    private static readonly HashSet<string> MetricsTokenReaches =
+    [
+        "GET /metrics",
+        // Public to everyone, so to a scraper too.
+        "POST /api/v1/auth/login",
+        "GET /api/v1/ca",
+    ];
 
     /// <summary>
     /// The console as a real WebSocket handshake (the REST rows above send plain GETs): who gets past the policy and the
@@ -289,6 +306,20 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
 
         Assert.True(failures.Count == 0, $"{endpoint} on the agent endpoint:\n  " + string.Join("\n  ", failures));
     }
+
+    [Theory]
+    [MemberData(nameof(Endpoints))]
+    public async Task RestEndpoint_RefusesAMetricsToken_UnlessTheScrapeListSaysOtherwise(string endpoint)
+    {
+        var expected = MetricsTokenReaches.Contains(endpoint) ? Ok : Deny;
+
+        var (actual, answer) = await world.CallAsync(endpoint, Who.Scraper, agentEndpoint: false);
+
+        Assert.True(Matches(expected, actual), $"{endpoint} with alice's metrics token: expected {expected}, got {answer}");
+    }
+
+    [Fact]
+    public void MetricsTokenReaches_NamesOnlyRowsOfTheTable() => Assert.Subset(Expected.Keys.ToHashSet(), MetricsTokenReaches);
 
     [Fact]
     public async Task ConsoleWebSocket_AnswersEachCallerAsTheTableSays()
@@ -368,6 +399,9 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
 
         /// <summary>A node agent: no token, the client certificate of node <see cref="World.NodeName"/>. Agent endpoint only.</summary>
         Node,
+
+        /// <summary>Alice's metrics token (kind metrics): a Prometheus scraper's credential.</summary>
+        Scraper,
     }
 
     /// <summary>One kumod with alice, bob, their resources and throwaway targets, shared by every row.</summary>
@@ -392,6 +426,12 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             _tokens[Who.Alice] = await _server.AddUserAsync("alice", _passwords[Who.Alice]);
             _tokens[Who.Bob] = await _server.AddUserAsync("bob", _passwords[Who.Bob]);
             _tokens[Who.Admin] = _server.AdminToken;
+            using (var aliceClient = _server.ClientFor(_tokens[Who.Alice]))
+            using (var scraper = await PostAsync(aliceClient, "/api/v1/tokens", new TokensPost { Name = "prometheus", Metrics = true }))
+            {
+                Assert.Equal(HttpStatusCode.Created, scraper.StatusCode);
+                _tokens[Who.Scraper] = (await scraper.Content.ReadFromJsonAsync<ApiToken>(Problems.Json))!.Secret!;
+            }
             // Targets for calls that change or destroy things, so no row depends on another row having run.
             await _server.AddUserAsync("dave", "dave-password");
             await _server.AddUserAsync("erin", "erin-password");
@@ -471,6 +511,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
                 {
                     "16" => Outcome.Unauthenticated,
                     "7" => Outcome.Forbidden,
+                    "12" => Outcome.Unimplemented,
                     _ => Outcome.Allowed,
                 }, answer);
             }
@@ -540,7 +581,7 @@ public sealed class AuthorizationMatrixTests(AuthorizationMatrixTests.World worl
             request.Content = Body(endpoint, who);
             if (endpoint == "PUT /api/v1/instances/{name}") request.Headers.IfMatch.ParseAdd("\"999\"");
             // A logout ends the token it is sent with: send one minted for this call.
-            if (endpoint == "POST /api/v1/auth/logout" && _tokens.ContainsKey(who))
+            if (endpoint == "POST /api/v1/auth/logout" && _tokens.ContainsKey(who) && who != Who.Scraper)
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await MintTokenAsync(who)).Secret);
             return request;
         }

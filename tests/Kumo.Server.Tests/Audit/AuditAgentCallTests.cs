@@ -33,7 +33,7 @@ public sealed class AuditAgentCallTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task UnaryAndStreamingCalls_AreRecordedAndStillWork()
+    public async Task UnaryAndStreamingCalls_AreRecordedAndStillWork_ExceptASuccessfulHeartbeat()
     {
         var agent = new AgentControl.AgentControlClient(_channel);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
@@ -52,11 +52,37 @@ public sealed class AuditAgentCallTests : IAsyncLifetime
         Assert.Equal(
             [
                 ("agent.Register", "/kumo.agent.v1.AgentControl/Register", "allowed", 200L),
-                ("agent.Heartbeat", "/kumo.agent.v1.AgentControl/Heartbeat", "allowed", 200L),
                 ("agent.WatchDesired", "/kumo.agent.v1.AgentControl/WatchDesired", "stream-started", 200L),
             ],
             rows.Select(r => (r.Action, r.Target, r.Outcome, r.Status)));
         Assert.All(rows, r => Assert.Equal("agent", r.UserName));
+    }
+
+    [Fact]
+    public async Task KeepaliveCalls_AreNotRecordedWhenTheySucceed_ButAreWhenRefused()
+    {
+        var agent = new AgentControl.AgentControlClient(_channel);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var registered = await agent.RegisterAsync(new RegisterRequest { NodeName = "node-a", Cpus = 2, MemoryBytes = 1L << 30, Accelerator = "tcg" },
+            cancellationToken: cts.Token);
+        var afterRegister = (await _server.RowsAsync()).Count;
+
+        // What an agent sends every few seconds for as long as it runs: heartbeats and metrics reports.
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True((await agent.HeartbeatAsync(new HeartbeatRequest { NodeId = registered.NodeId }, cancellationToken: cts.Token)).Known);
+            await agent.ReportMetricsAsync(new MetricsReport { NodeId = registered.NodeId }, cancellationToken: cts.Token);
+        }
+        var afterKeepalives = (await _server.RowsAsync()).Count;
+        // The same calls from someone without a node certificate are refused, and that is recorded.
+        using var stranger = GrpcChannel.ForAddress(_server.Agent, new GrpcChannelOptions { HttpHandler = TestServer.Trusting(_server.Ca), DisposeHttpClient = true });
+        var refused = await Assert.ThrowsAsync<RpcException>(() =>
+            new AgentControl.AgentControlClient(stranger).HeartbeatAsync(new HeartbeatRequest { NodeId = registered.NodeId }, cancellationToken: cts.Token).ResponseAsync);
+
+        Assert.Equal(afterRegister, afterKeepalives);
+        Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
+        var row = Assert.Single((await _server.RowsAsync()).Skip(afterKeepalives));
+        Assert.Equal(("agent.Heartbeat", "denied", 401L), (row.Action, row.Outcome, row.Status));
     }
 
     [Fact]

@@ -35,6 +35,38 @@ public sealed class QuotaTests : ServerWithNode
     }
 
     [Fact]
+    public async Task FiftyParallelContainerCreates_WithContainerQuotaOfEight_ExactlyEightSucceed_AndTheRestLeaveNothing()
+    {
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        await Server.SetQuotaAsync("user", "alice", new QuotaPut { Containers = 8 });
+        var operationsBefore = await Server.Database.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM operations"), CancellationToken.None);
+
+        // Each publishes a port: host ports are taken in the same write, so a refused create must not hold one.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => alice.PostAsync("/api/v1/instances",
+            JsonContent.Create(new InstancesPost { Name = $"ct-{i}", Type = "container", Memory = "16M", Ports = [80], Stopped = true }, options: Problems.Json))));
+
+        Assert.Equal(8, responses.Count(r => r.StatusCode == HttpStatusCode.Accepted));
+        var refused = responses.Where(r => r.StatusCode != HttpStatusCode.Accepted).ToList();
+        Assert.Equal(42, refused.Count);
+        foreach (var r in refused)
+        {
+            var problem = await r.AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.QuotaExceeded);
+            Assert.Equal(["containers"], problem.Errors!.Keys);
+            Assert.Equal("user 'alice' quota for containers exceeded: 8 containers in use of 8", problem.Detail);
+        }
+        var owned = await Server.Database.ReadAsync(c => c.Query<(string Type, string Container)>(
+            "SELECT type, container FROM instances WHERE owner_id = (SELECT id FROM users WHERE name = 'alice')").ToList(), CancellationToken.None);
+        Assert.Equal(8, owned.Count);
+        Assert.All(owned, o => Assert.Equal("container", o.Type));
+        var hostPorts = owned.SelectMany(o => Kumo.Server.Storage.Json.Container(o.Container)!.Ports).Select(p => p.HostPort).Order().ToList();
+        Assert.Equal(Enumerable.Range(20000, 8), hostPorts);
+        var operationsAfter = await Server.Database.ReadAsync(c => c.ExecuteScalar<long>("SELECT count(*) FROM operations"), CancellationToken.None);
+        Assert.Equal(8, operationsAfter - operationsBefore);
+        var quota = await alice.GetFromJsonAsync<Quota>("/api/v1/quotas/user/alice", Problems.Json);
+        Assert.Equal((8, 8, 0), (quota!.Used.Containers, quota.Limits.Containers, quota.Used.Vms));
+    }
+
+    [Fact]
     public async Task Create_BeyondTheVcpuQuota_Returns403NamingVcpusAndTheUsage()
     {
         using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));

@@ -35,16 +35,17 @@ public sealed class MetricsTests : ServerWithNode
     }
 
     [Fact]
-    public async Task Prometheus_NamesNodeAndGuestSeries_AndAUserSeesOnlyTheirOwnInstances()
+    public async Task Prometheus_NamesNodeAndGuestSeries_AndAUsersMetricsTokenSeesOnlyTheirOwnInstances()
     {
         using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
         using var bob = Server.ClientFor(await Server.AddUserAsync("bob", "bob-password"));
+        using var bobScraper = Server.ClientFor((await CreateTokenAsync(bob, metrics: true)).Secret);
         var web = await CreateRunningAsync(alice, "web");
         var db = await CreateRunningAsync(bob, "db");
         await Agent.ReportMetricsAsync(Report(Node(busy: 50, idle: 60), Guest(web, "k1", cpu: 12.5, rss: 64 * ByteSize.MiB), Guest(db, "k2", cpu: 3, rss: 32 * ByteSize.MiB)));
 
         var asAdmin = await Server.Client.GetStringAsync("/metrics");
-        var asBob = await bob.GetStringAsync("/metrics");
+        var asBob = await bobScraper.GetStringAsync("/metrics");
 
         Assert.Contains("kumo_instance_cpu_seconds_total{node=\"node-a\",instance_name=\"web\",project=\"alice\",owner=\"alice\"} 12.5", asAdmin);
         Assert.Contains("kumo_instance_memory_rss_bytes{node=\"node-a\",instance_name=\"db\",project=\"bob\",owner=\"bob\"} 33554432", asAdmin);
@@ -94,6 +95,45 @@ public sealed class MetricsTests : ServerWithNode
         using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
 
         await (await alice.GetAsync("/api/v1/instances/nope/metrics")).AssertProblemAsync(HttpStatusCode.NotFound, ProblemTypes.NotFound);
+    }
+
+    [Fact]
+    public async Task MetricsToken_ScrapesMetrics_AndIsRefusedEverywhereElse()
+    {
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        var token = await CreateTokenAsync(alice, metrics: true);
+        using var scraper = Server.ClientFor(token.Secret);
+
+        using var scrape = await scraper.GetAsync("/metrics");
+        using var list = await scraper.GetAsync("/api/v1/instances");
+        using var summary = await scraper.GetAsync("/api/v1/metrics");
+        using var mint = await scraper.PostAsync("/api/v1/tokens", JsonContent.Create(new TokensPost { Name = "escalate" }, options: Problems.Json));
+
+        Assert.Equal(TokenKinds.Metrics, token.Kind);
+        Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        Assert.Contains("# TYPE kumo_node_cpus gauge", await scrape.Content.ReadAsStringAsync());
+        await list.AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.Forbidden);
+        await summary.AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.Forbidden);
+        await mint.AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.Forbidden);
+        Assert.Contains((await alice.GetFromJsonAsync<List<ApiToken>>("/api/v1/tokens", Problems.Json))!, t => t.Id == token.Id && t.Kind == TokenKinds.Metrics);
+    }
+
+    [Fact]
+    public async Task Metrics_WithAUsersSessionOrApiToken_Is403_ButWithAnAdminsIs200()
+    {
+        using var alice = Server.ClientFor(await Server.AddUserAsync("alice", "alice-password"));
+        using var aliceApi = Server.ClientFor((await CreateTokenAsync(alice, metrics: false)).Secret);
+
+        await (await alice.GetAsync("/metrics")).AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.Forbidden);
+        await (await aliceApi.GetAsync("/metrics")).AssertProblemAsync(HttpStatusCode.Forbidden, ProblemTypes.Forbidden);
+        Assert.Equal(HttpStatusCode.OK, (await Server.Client.GetAsync("/metrics")).StatusCode);
+    }
+
+    private static async Task<ApiToken> CreateTokenAsync(HttpClient client, bool metrics)
+    {
+        using var r = await client.PostAsync("/api/v1/tokens", JsonContent.Create(new TokensPost { Name = "scrape", Metrics = metrics }, options: Problems.Json));
+        Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+        return (await r.Content.ReadFromJsonAsync<ApiToken>(Problems.Json))!;
     }
 
     [Fact]

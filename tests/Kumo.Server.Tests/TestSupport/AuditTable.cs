@@ -7,9 +7,11 @@ namespace Kumo.Server.Tests.TestSupport;
 /// <summary>The audit table read and changed behind kumod's back, the way someone with access to the database file would.</summary>
 internal static class AuditTable
 {
-    public static async Task<List<AuditRow>> RowsAsync(this TestServer server)
+    public static Task<List<AuditRow>> RowsAsync(this TestServer server) => RowsAsync(server.StateDir);
+
+    public static async Task<List<AuditRow>> RowsAsync(string stateDir)
     {
-        await using var c = Open(server.StateDir);
+        await using var c = Open(stateDir);
         return (await c.QueryAsync<AuditRow>("SELECT * FROM audit ORDER BY id")).ToList();
     }
 

@@ -1,0 +1,114 @@
+using System.Globalization;
+using Kumo.Core;
+using Kumo.Server.Agents;
+using Kumo.Server.Instances;
+
+namespace Kumo.Bench;
+
+/// <summary>
+/// What authentication, authorization and audit cost an authorized read: GET /api/v1/instances/{name} against two
+/// in-process servers of the same build, one normal (bearer token, policy decision, audit entry made durable before
+/// the answer) and one started with --dev-no-auth-no-audit. Rounds alternate on, off, off, on, so drift in the
+/// machine's load falls on both sides alike.
+/// </summary>
+internal static class AaaBench
+{
+    public const string Name = "aaa";
+
+    private const int Instances = 200;
+    private static readonly int[] WorkerCounts = [8, 64];
+    private const int RoundPairs = 3;
+    private const int ReadsPerRound = 3000;
+
+    // The issue's target: AAA costs under 15% of read throughput.
+    private const double MinThroughputRatio = 0.85;
+
+    public static async Task<BenchResult> RunAsync(BenchOptions options, CancellationToken ct)
+    {
+        await using var on = await StartAsync(devNoAuthNoAudit: false, ct);
+        await using var off = await StartAsync(devNoAuthNoAudit: true, ct);
+        using var onHttp = Client(on);
+        using var offHttp = Client(off);
+        Func<int, string> path = i => $"/api/v1/instances/{InstanceName(i * 7919 % Instances)}";
+
+        // Warm both (JIT, connection pools, the token cache) before measuring either.
+        foreach (var http in new[] { onHttp, offHttp })
+            await ApiBench.LoadAsync(http, path, ReadsPerRound / 2, WorkerCounts[0], ct);
+        await Task.Delay(1000, ct);   // tier-1 JIT waits for a quiet 100 ms
+
+        var result = new BenchResult(Name, "the same reads against the same build started with --dev-no-auth-no-audit (no token, no policy, no audit)");
+        foreach (var workers in WorkerCounts)
+        {
+            var side = await MeasureAsync(onHttp, offHttp, path, workers, ct);
+            var ratio = side.On.PerSecond / side.Off.PerSecond;
+            result.Rows.Add(new($"GET /instances/{{name}} with AAA, {workers} workers, x{side.On.Reads:N0}", side.On.PerSecond, "/s", side.Off.PerSecond,
+                $">={MinThroughputRatio:0.00}x", ratio >= MinThroughputRatio));
+            result.Rows.Add(new("  p50", side.On.P50, "ms", side.Off.P50));
+            result.Rows.Add(new("  p99", side.On.P99, "ms", side.Off.P99));
+            result.Rows.Add(new("  AAA overhead (1 - on/off reads/s)", 100 * (1 - ratio), "%", null, "<15 %", ratio >= MinThroughputRatio));
+            result.Notes.Add($"{workers} workers, reads/s per round, on: {string.Join(", ", side.On.Rounds.Select(F))}; off: {string.Join(", ", side.Off.Rounds.Select(F))}");
+            result.Details[$"workers{workers}"] = new { on = side.On, off = side.Off };
+        }
+        var audited = await CountAuditAsync(on, ct);
+        result.Notes.Add($"{RoundPairs * 2} rounds of {ReadsPerRound:N0} reads per side and worker count, alternating on/off/off/on; one HttpClient per server (HTTPS, keep-alive); "
+            + $"client and both servers share the {Environment.ProcessorCount} cores; the admin reads on both sides");
+        result.Notes.Add($"the AAA side wrote {audited:N0} audit entries, each durable (fsynced, group commit) before its answer: with more concurrent callers more entries share one fsync");
+        result.Details["auditEntries"] = audited;
+        return result;
+    }
+
+    /// <summary>One side's totals: reads over the summed time of its rounds; percentiles over every read it made.</summary>
+    internal sealed record Side(int Reads, double PerSecond, double P50, double P99, List<double> Rounds);
+
+    private static async Task<(Side On, Side Off)> MeasureAsync(HttpClient onHttp, HttpClient offHttp, Func<int, string> path, int workers, CancellationToken ct)
+    {
+        var rounds = new Dictionary<bool, List<ApiBench.Load>> { [true] = [], [false] = [] };
+        var latencies = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
+        for (var pair = 0; pair < RoundPairs; pair++)
+        {
+            foreach (var aaaOn in new[] { true, false, false, true })
+            {
+                var (load, ms) = await ApiBench.LoadWithLatenciesAsync(aaaOn ? onHttp : offHttp, path, ReadsPerRound, workers, ct);
+                rounds[aaaOn].Add(load);
+                latencies[aaaOn].AddRange(ms);
+            }
+        }
+        var errors = rounds.Values.SelectMany(r => r).Sum(r => r.Errors);
+        if (errors > 0) throw new InvalidOperationException($"{errors} reads with {workers} workers were not answered 200");
+        Side Of(bool aaaOn) => new(rounds[aaaOn].Sum(r => r.Count), rounds[aaaOn].Sum(r => r.Count) / rounds[aaaOn].Sum(r => r.Count / r.PerSecond),
+            Stats.Percentile(latencies[aaaOn], 50), Stats.Percentile(latencies[aaaOn], 99), rounds[aaaOn].Select(r => Math.Round(r.PerSecond)).ToList());
+        return (Of(true), Of(false));
+    }
+
+    private static string F(double v) => v.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string InstanceName(int i) => $"aaa-{i:D4}";
+
+    private static HttpClient Client(InProcessServer server)
+    {
+        var http = new HttpClient(KumodTls.Handler(server.StateDir, WorkerCounts.Max())) { BaseAddress = server.Api };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", server.Token);
+        return http;
+    }
+
+    private static async Task<InProcessServer> StartAsync(bool devNoAuthNoAudit, CancellationToken ct)
+    {
+        var server = await InProcessServer.StartAsync(ct, devNoAuthNoAudit);
+        try
+        {
+            await server.Get<NodeService>().RegisterAsync("bench-node", 4096, 4 * ByteSize.TiB, "tcg", new Dictionary<string, string>(), "bench", ct);
+            var instances = server.Get<InstanceService>();
+            await Parallel.ForEachAsync(Enumerable.Range(0, Instances), new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = ct },
+                async (i, c) => await instances.CreateAsync(server.Admin, "admin", new InstancesPost { Name = InstanceName(i), Stopped = true }, c));
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task<long> CountAuditAsync(InProcessServer server, CancellationToken ct) =>
+        await server.Get<Kumo.Server.Storage.Database>().ReadAsync(c => Dapper.SqlMapper.ExecuteScalar<long>(c, "SELECT count(*) FROM audit"), ct);
+}
