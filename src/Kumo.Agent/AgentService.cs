@@ -99,7 +99,16 @@ public sealed partial class AgentService(AgentOptions options, ILoggerFactory lo
                 networks.NodeId = reply.NodeId;
                 images.Attach(client, reply.NodeId);
                 backoff = TimeSpan.FromMilliseconds(200);
-                await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
+                try
+                {
+                    await RunConnectedAsync(client, reply, reporter, reconciler, sessions, metrics, stoppingToken);
+                }
+                finally
+                {
+                    // Before the channel is disposed: nothing may send through a client whose channel is gone.
+                    reporter.Detach();
+                    images.Detach();
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {

@@ -66,6 +66,12 @@ public sealed partial class StatusReporter(ILogger<StatusReporter> logger)
             // The connection loop notices and re-sends a full report after reconnecting.
             LogReportFailed(e.Status.Detail);
         }
+        catch (ObjectDisposedException)
+        {
+            // The connection loop disposed the channel (kumod went away) while this report was on its way: the same
+            // as an undelivered report, not an error of the instance being reported.
+            LogReportFailed("the connection to kumod was closed");
+        }
         finally
         {
             _sendLock.Release();
