@@ -29,9 +29,11 @@ public static class SerialConsole
             var at = text.IndexOf(end, StringComparison.Ordinal);
             if (at >= 0)
             {
-                var cmdEcho = text.IndexOf("KUMO-END-$", StringComparison.Ordinal);
+                // The output starts after the echoed command line: the last "KUMO-END" before the marker itself
+                // (a busy guest's line editor may redraw the echo with control characters inside "KUMO-END-$((").
+                var cmdEcho = at == 0 ? -1 : text.LastIndexOf("KUMO-END", at - 1, StringComparison.Ordinal);
                 var start = cmdEcho >= 0 ? text.IndexOf('\n', cmdEcho) + 1 : 0;
-                return text[start..at];
+                return start <= 0 || start > at ? text[..at] : text[start..at];
             }
         }
     }

@@ -42,8 +42,10 @@ public sealed class VolumeTests(LocalKumo fixture) : IClassFixture<LocalKumo>
         }
     }
 
+    // The last line: a console that echoed an extra prompt before the answer once made the whole text unparsable.
     private async Task<long> SectorsAsync(Instance vm, string device) =>
-        long.Parse((await ShellAsync(vm, $"cat /sys/block/{device}/size")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        long.Parse((await ShellAsync(vm, $"cat /sys/block/{device}/size")).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[^1],
+            System.Globalization.CultureInfo.InvariantCulture);
 
     private async Task<(HttpStatusCode Status, T? Value, Problem? Problem)> SendAsync<T>(HttpMethod method, string path, object? body = null)
     {
