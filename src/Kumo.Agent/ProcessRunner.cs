@@ -34,6 +34,18 @@ public static class ProcessRunner
         return new ProcessResult(p.ExitCode, await stdout, await stderr);
     }
 
+    /// <summary>Waits until <paramref name="pid"/> is gone; false when it still lives after <paramref name="timeout"/>.</summary>
+    public static async Task<bool> WaitExitAsync(int pid, TimeSpan timeout, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (IsAlive(pid))
+        {
+            if (DateTime.UtcNow >= deadline) return false;
+            await Task.Delay(20, ct);
+        }
+        return true;
+    }
+
     /// <summary>True when the pid names a live (not zombie) process whose command line contains <paramref name="marker"/>.</summary>
     public static bool IsAlive(int pid, string? marker = null)
     {

@@ -171,7 +171,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
                     await channel.SendAsync("poweroff", ct);
                 else
                     await virsh.CheckAsync(ct, "shutdown", DomainOf(id));
-                if (await WaitExitAsync(pid.Value, gracePeriod, ct))
+                if (await ProcessRunner.WaitExitAsync(pid.Value, gracePeriod, ct))
                 {
                     await WaitShutOffAsync(id, ct);
                     return;
@@ -186,7 +186,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         var r = await virsh.RunAsync(ct, "destroy", DomainOf(id));
         if (r.ExitCode != 0 && !Virsh.IsNoDomain(r) && ProcessRunner.IsAlive(pid.Value))
             throw new InvalidOperationException($"virsh destroy failed: {Virsh.Message(r)}");
-        await WaitExitAsync(pid.Value, TimeSpan.FromSeconds(10), ct);
+        await ProcessRunner.WaitExitAsync(pid.Value, TimeSpan.FromSeconds(10), ct);
         await WaitShutOffAsync(id, ct);
     }
 
@@ -287,17 +287,6 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
     public void SetMigrationMarker(string id, string? marker)
     {
         if (marker is not null) throw new InvalidOperationException(NotYet);
-    }
-
-    private static async Task<bool> WaitExitAsync(int pid, TimeSpan timeout, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (ProcessRunner.IsAlive(pid))
-        {
-            if (DateTime.UtcNow >= deadline) return false;
-            await Task.Delay(20, ct);
-        }
-        return true;
     }
 
     private static async Task WriteAtomicAsync(string path, string content, CancellationToken ct)

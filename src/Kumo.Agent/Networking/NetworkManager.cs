@@ -333,9 +333,8 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
         if (DnsmasqPid(r.Id) is { } pid)
         {
             await ProcessRunner.RunAsync("kill", ["-TERM", pid.ToString(CultureInfo.InvariantCulture)], ct);
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-            while (ProcessRunner.IsAlive(pid) && DateTime.UtcNow < deadline) await Task.Delay(20, ct);
-            if (ProcessRunner.IsAlive(pid)) await ProcessRunner.RunAsync("kill", ["-KILL", pid.ToString(CultureInfo.InvariantCulture)], ct);
+            if (!await ProcessRunner.WaitExitAsync(pid, TimeSpan.FromSeconds(5), ct))
+                await ProcessRunner.RunAsync("kill", ["-KILL", pid.ToString(CultureInfo.InvariantCulture)], ct);
         }
         var vxlan = VxlanDevice(r.Id);
         if (LinkExists(vxlan)) await IpAsync(ct, "link", "del", vxlan);

@@ -167,7 +167,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
                     await channel.SendAsync("poweroff", ct);
                 else
                     await QmpAsync(id, "system_powerdown", ct);
-                if (await WaitExitAsync(pid.Value, gracePeriod, ct)) return;
+                if (await ProcessRunner.WaitExitAsync(pid.Value, gracePeriod, ct)) return;
                 LogGraceExpired(id, gracePeriod.TotalSeconds);
             }
             catch (Exception e) when (e is IOException or QmpException or System.Net.Sockets.SocketException)
@@ -178,7 +178,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         try
         {
             await QmpAsync(id, "quit", ct);
-            if (await WaitExitAsync(pid.Value, TimeSpan.FromSeconds(5), ct)) return;
+            if (await ProcessRunner.WaitExitAsync(pid.Value, TimeSpan.FromSeconds(5), ct)) return;
         }
         catch (Exception e) when (e is IOException or QmpException or System.Net.Sockets.SocketException)
         {
@@ -192,7 +192,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         {
             // Already gone.
         }
-        await WaitExitAsync(pid.Value, TimeSpan.FromSeconds(5), ct);
+        await ProcessRunner.WaitExitAsync(pid.Value, TimeSpan.FromSeconds(5), ct);
     }
 
     public string? DebugEndpoint(string id) => File.Exists(DebugFile(id)) ? File.ReadAllText(DebugFile(id)).Trim() : null;
@@ -259,17 +259,6 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         {
             // QEMU may close the socket before answering quit.
         }
-    }
-
-    private async Task<bool> WaitExitAsync(int pid, TimeSpan timeout, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (ProcessRunner.IsAlive(pid))
-        {
-            if (DateTime.UtcNow >= deadline) return false;
-            await Task.Delay(20, ct);
-        }
-        return true;
     }
 
     private static async Task WriteAtomicAsync(string path, string content, CancellationToken ct)
