@@ -164,7 +164,7 @@ public sealed class ClusterService(
         var c = ctx.Connection;
         if (FindAny(c, ctx.Transaction, project, req.Name) is { } clash)
             throw ProblemException.Conflict($"a {(clash.IsVm ? "VM reservation" : "cluster")} named '{req.Name}' already exists in project '{project}'");
-        if (c.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @project AND name = @Name", new { project, req.Name }, ctx.Transaction) > 0)
+        if (InstanceExists(ctx, project, req.Name))
             throw ProblemException.Conflict($"an instance named '{req.Name}' already exists in project '{project}'");
         if (req.Network is { } network && NetworkService.Find(c, ctx.Transaction, project, network) is null)
             throw ProblemException.Validation("network", $"network '{network}' does not exist in project '{project}' (see: kumo network list)");
@@ -337,7 +337,7 @@ public sealed class ClusterService(
         };
         var imageRow = InstanceService.FindImage(ctx.Connection, ctx.Transaction, row.Project, InstanceTypes.Vm, req.Image)
             ?? throw ProblemException.Validation("image", $"image '{req.Image}' no longer exists");
-        if (ctx.Connection.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @Project AND name = @Name", row, ctx.Transaction) > 0)
+        if (InstanceExists(ctx, row.Project, row.Name))
             throw ProblemException.Conflict($"an instance named '{row.Name}' was created in the meantime");
         if (req.Network is { } network && NetworkService.Find(ctx.Connection, ctx.Transaction, row.Project, network) is null)
             throw ProblemException.Validation("network", $"network '{network}' was deleted");
@@ -372,7 +372,7 @@ public sealed class ClusterService(
             ?? throw ProblemException.Validation(index == 0 ? "frontendImage" : "nodeImage", $"image '{image}' does not exist (see: kumo image list)");
         if (imageRow.VirtualSizeBytes is { } least && req.DiskBytes < least) req = req with { DiskBytes = least };
         // A scheduled cluster's member names are not held: someone may have taken one before the window opened.
-        if (ctx.Connection.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @Project AND name = @name", new { row.Project, name }, ctx.Transaction) > 0)
+        if (InstanceExists(ctx, row.Project, name))
             throw ProblemException.Conflict($"an instance named '{name}' already exists in project '{row.Project}'; the cluster needs that name for a member");
         try
         {
@@ -767,6 +767,10 @@ public sealed class ClusterService(
                 warned = @Warned, operation_id = @OperationId, events = @Events, updated_at = @UpdatedAt WHERE id = @Id
             """, row, ctx.Transaction);
     }
+
+    /// <summary>Whether an instance holds <paramref name="name"/> in the project (reservations do not hold their VMs' names).</summary>
+    private static bool InstanceExists(WriteContext ctx, string project, string name) =>
+        ctx.Connection.ExecuteScalar<long>("SELECT count(*) FROM instances WHERE project = @project AND name = @name", new { project, name }, ctx.Transaction) > 0;
 
     /// <summary>A cluster by name (not a VM reservation).</summary>
     private static ClusterRow? Find(SqliteConnection c, SqliteTransaction? tx, string project, string name) =>
