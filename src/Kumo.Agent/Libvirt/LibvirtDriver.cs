@@ -140,7 +140,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         var id = spec.Id;
         if (spec.Nics is { Count: > 0 })
             throw new InvalidOperationException("a templated VM's network is fixed by its template; Kumo networks cannot be attached");
-        await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
+        await AtomicFile.WriteAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
         try
         {
             await DefineAsync(spec, ct);
@@ -149,10 +149,10 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         }
         catch (InvalidOperationException)
         {
-            await WriteAtomicAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
+            await AtomicFile.WriteAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
             throw;
         }
-        await WriteAtomicAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
+        await AtomicFile.WriteAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
         LogStarted(spec.Name, id, DomainOf(id));
     }
 
@@ -287,13 +287,6 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
     public void SetMigrationMarker(string id, string? marker)
     {
         if (marker is not null) throw new InvalidOperationException(NotYet);
-    }
-
-    private static async Task WriteAtomicAsync(string path, string content, CancellationToken ct)
-    {
-        var tmp = path + ".tmp";
-        await File.WriteAllTextAsync(tmp, content, ct);
-        File.Move(tmp, path, overwrite: true);
     }
 
     [LoggerMessage(LogLevel.Information, "libvirt at {Uri}: {Count} domains carry this node's label")]

@@ -91,16 +91,16 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), QemuSerialSocket(id), DebugFile(id) })
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
-        await WriteAtomicAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
+        await AtomicFile.WriteAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
         if (spec.Seed is { } seed) await seed.EnsureAsync(SeedImage(id), ct);
         var args = BuildArgs(spec);
         var r = await ProcessRunner.RunAsync(qemuBinary, args, ct, DirOf(id));
         if (r.ExitCode != 0)
         {
-            await WriteAtomicAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
+            await AtomicFile.WriteAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
             throw new InvalidOperationException($"qemu failed to start: {FirstLines(r.Stderr)}");
         }
-        await WriteAtomicAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
+        await AtomicFile.WriteAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
         LogLaunched(spec.Name, id, Accelerator);
     }
 
@@ -223,7 +223,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         }
         if (!answer.Contains("Waiting for gdb connection", StringComparison.Ordinal))
             throw new InvalidOperationException(answer.Length > 0 ? answer : "QEMU did not say the stub listens");
-        await WriteAtomicAsync(DebugFile(id), endpoint, ct);
+        await AtomicFile.WriteAsync(DebugFile(id), endpoint, ct);
         LogDebugStub(id, endpoint);
     }
 
@@ -259,13 +259,6 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         {
             // QEMU may close the socket before answering quit.
         }
-    }
-
-    private static async Task WriteAtomicAsync(string path, string content, CancellationToken ct)
-    {
-        var tmp = path + ".tmp";
-        await File.WriteAllTextAsync(tmp, content, ct);
-        File.Move(tmp, path, overwrite: true);
     }
 
     private static string FirstLines(string s) => string.Join(" | ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries).Take(3));

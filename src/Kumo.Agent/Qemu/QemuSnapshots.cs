@@ -72,7 +72,7 @@ public sealed partial class QemuDriver
     }
 
     public Task SetRestoredGenerationAsync(string id, long generation, string error, CancellationToken ct) =>
-        WriteAtomicAsync(Path.Combine(DirOf(id), "restored-generation"), $"{generation.ToString(CultureInfo.InvariantCulture)} {error}".TrimEnd(), ct);
+        AtomicFile.WriteAsync(Path.Combine(DirOf(id), "restored-generation"), $"{generation.ToString(CultureInfo.InvariantCulture)} {error}".TrimEnd(), ct);
 
     private async Task QemuImgSnapshotAsync(string flag, string name, string id, CancellationToken ct)
     {
