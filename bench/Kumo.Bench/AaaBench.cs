@@ -31,44 +31,73 @@ internal static class AaaBench
         using var offHttp = Client(off);
         Func<int, string> path = i => $"/api/v1/instances/{InstanceName(i * 7919 % Instances)}";
 
-        // Warm both (JIT, connection pools, the token cache) before measuring either.
+        // Warm both (JIT, connection pools, the token cache) before measuring either: rounds kept getting faster for
+        // about 15,000 reads, so anything shorter measured the warm-up.
         foreach (var http in new[] { onHttp, offHttp })
-            await ApiBench.LoadAsync(http, path, ReadsPerRound / 2, WorkerCounts[0], ct);
+        {
+            for (var i = 0; i < 6; i++)
+                await ApiBench.LoadAsync(http, path, ReadsPerRound, WorkerCounts[0], ct);
+        }
         await Task.Delay(1000, ct);   // tier-1 JIT waits for a quiet 100 ms
 
         var result = new BenchResult(Name, "the same reads against the same build started with --dev-no-auth-no-audit (no token, no policy, no audit)");
+        var log = on.Get<Kumo.Server.Audit.AuditLog>();
         foreach (var workers in WorkerCounts)
         {
+            // A round per side at this concurrency first, unmeasured: the first one at a new level is slow on both sides.
+            foreach (var http in new[] { onHttp, offHttp })
+                await ApiBench.LoadAsync(http, path, ReadsPerRound, workers, ct);
+            var (entries0, batches0) = (log.JournalSeq, log.JournalBatches);
             var side = await MeasureAsync(onHttp, offHttp, path, workers, ct);
+            var perBatch = (log.JournalSeq - entries0) / (double)Math.Max(1, log.JournalBatches - batches0);
             var ratio = side.On.PerSecond / side.Off.PerSecond;
-            result.Rows.Add(new($"GET /instances/{{name}} with AAA, {workers} workers, x{side.On.Reads:N0}", side.On.PerSecond, "/s", side.Off.PerSecond,
+            result.Rows.Add(new($"GET /instances/{{name}} with AAA, {workers} callers, x{side.On.Reads:N0}", side.On.PerSecond, "/s", side.Off.PerSecond,
                 $">={MinThroughputRatio:0.00}x", ratio >= MinThroughputRatio));
             result.Rows.Add(new("  p50", side.On.P50, "ms", side.Off.P50));
             result.Rows.Add(new("  p99", side.On.P99, "ms", side.Off.P99));
+            result.Rows.Add(new("  CPU per read (client and server)", side.On.CpuPerRead, "us", side.Off.CpuPerRead));
             result.Rows.Add(new("  AAA overhead (1 - on/off reads/s)", 100 * (1 - ratio), "%", null, "<15 %", ratio >= MinThroughputRatio));
-            result.Notes.Add($"{workers} workers, reads/s per round, on: {string.Join(", ", side.On.Rounds.Select(F))}; off: {string.Join(", ", side.Off.Rounds.Select(F))}");
-            result.Details[$"workers{workers}"] = new { on = side.On, off = side.Off };
+            result.Notes.Add($"{workers} callers, reads/s per round, on: {string.Join(", ", side.On.Rounds.Select(F))}; off: {string.Join(", ", side.Off.Rounds.Select(F))}; "
+                + $"CPUs busy {side.On.Busy:P0} on, {side.Off.Busy:P0} off; {perBatch:0.0} audit entries per journal fdatasync");
+            result.Details[$"workers{workers}"] = new { on = side.On, off = side.Off, entriesPerFdatasync = perBatch };
         }
+        result.Notes.Add($"with {WorkerCounts[0]} callers the AAA side leaves CPU idle while each read waits for its entry's fdatasync (latency-bound); "
+            + $"with {WorkerCounts[^1]} the CPUs are saturated on both sides (capacity), and the journal lets entries gather for up to "
+            + $"{Kumo.Server.Audit.AuditLog.PaceFor.TotalMilliseconds:0} ms per fdatasync");
         var audited = await CountAuditAsync(on, ct);
+        var batches = on.Get<Kumo.Server.Audit.AuditLog>().JournalBatches;
         result.Notes.Add($"{RoundPairs * 2} rounds of {ReadsPerRound:N0} reads per side and worker count, alternating on/off/off/on; one HttpClient per server (HTTPS, keep-alive); "
             + $"client and both servers share the {Environment.ProcessorCount} cores; the admin reads on both sides");
-        result.Notes.Add($"the AAA side wrote {audited:N0} audit entries, each durable (fsynced, group commit) before its answer: with more concurrent callers more entries share one fsync");
+        result.Notes.Add($"the AAA side wrote {audited:N0} audit entries, each durable in the audit journal before its answer, in {batches:N0} batches "
+            + $"(one write and one fdatasync each, {audited / (double)Math.Max(1, batches):0.0} entries per batch on average)");
         result.Details["auditEntries"] = audited;
+        result.Details["journalBatches"] = batches;
         return result;
     }
 
     /// <summary>One side's totals: reads over the summed time of its rounds; percentiles over every read it made.</summary>
-    internal sealed record Side(int Reads, double PerSecond, double P50, double P99, List<double> Rounds);
+    /// <param name="CpuPerRead">Process CPU time (client and both servers) per read, in microseconds.</param>
+    /// <param name="Busy">The share of all cores the process kept busy during the side's rounds.</param>
+    internal sealed record Side(int Reads, double PerSecond, double P50, double P99, List<double> Rounds, double CpuPerRead, double Busy);
 
     private static async Task<(Side On, Side Off)> MeasureAsync(HttpClient onHttp, HttpClient offHttp, Func<int, string> path, int workers, CancellationToken ct)
     {
         var rounds = new Dictionary<bool, List<ApiBench.Load>> { [true] = [], [false] = [] };
         var latencies = new Dictionary<bool, List<double>> { [true] = [], [false] = [] };
+        var cpu = new Dictionary<bool, TimeSpan> { [true] = TimeSpan.Zero, [false] = TimeSpan.Zero };
+        var wall = new Dictionary<bool, TimeSpan> { [true] = TimeSpan.Zero, [false] = TimeSpan.Zero };
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
         for (var pair = 0; pair < RoundPairs; pair++)
         {
             foreach (var aaaOn in new[] { true, false, false, true })
             {
+                self.Refresh();
+                var cpu0 = self.TotalProcessorTime;
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var (load, ms) = await ApiBench.LoadWithLatenciesAsync(aaaOn ? onHttp : offHttp, path, ReadsPerRound, workers, ct);
+                wall[aaaOn] += System.Diagnostics.Stopwatch.GetElapsedTime(started);
+                self.Refresh();
+                cpu[aaaOn] += self.TotalProcessorTime - cpu0;
                 rounds[aaaOn].Add(load);
                 latencies[aaaOn].AddRange(ms);
             }
@@ -76,7 +105,8 @@ internal static class AaaBench
         var errors = rounds.Values.SelectMany(r => r).Sum(r => r.Errors);
         if (errors > 0) throw new InvalidOperationException($"{errors} reads with {workers} workers were not answered 200");
         Side Of(bool aaaOn) => new(rounds[aaaOn].Sum(r => r.Count), rounds[aaaOn].Sum(r => r.Count) / rounds[aaaOn].Sum(r => r.Count / r.PerSecond),
-            Stats.Percentile(latencies[aaaOn], 50), Stats.Percentile(latencies[aaaOn], 99), rounds[aaaOn].Select(r => Math.Round(r.PerSecond)).ToList());
+            Stats.Percentile(latencies[aaaOn], 50), Stats.Percentile(latencies[aaaOn], 99), rounds[aaaOn].Select(r => Math.Round(r.PerSecond)).ToList(),
+            cpu[aaaOn].TotalMicroseconds / rounds[aaaOn].Sum(r => r.Count), cpu[aaaOn] / wall[aaaOn] / Environment.ProcessorCount);
         return (Of(true), Of(false));
     }
 
@@ -109,6 +139,9 @@ internal static class AaaBench
         }
     }
 
-    private static async Task<long> CountAuditAsync(InProcessServer server, CancellationToken ct) =>
-        await server.Get<Kumo.Server.Storage.Database>().ReadAsync(c => Dapper.SqlMapper.ExecuteScalar<long>(c, "SELECT count(*) FROM audit"), ct);
+    private static async Task<long> CountAuditAsync(InProcessServer server, CancellationToken ct)
+    {
+        await server.Get<Kumo.Server.Audit.AuditLog>().FlushToTableAsync(ct);
+        return await server.Get<Kumo.Server.Storage.Database>().ReadAsync(c => Dapper.SqlMapper.ExecuteScalar<long>(c, "SELECT count(*) FROM audit"), ct);
+    }
 }

@@ -77,7 +77,14 @@ public static partial class KumoServer
             throw new InvalidOperationException(
                 $"--dev-no-auth-no-audit is refused: the REST API would listen on {options.ApiEndpoint}, and without authentication it may only listen on loopback");
         Directory.CreateDirectory(options.StateDir);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "kumod", Args = [] });
+        // kumod reads no appsettings files, so nothing is watched: by default the host watches the current directory
+        // tree for config changes, and when that tree holds the state dir every database write wakes the watcher.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "kumod",
+            ContentRootPath = AppContext.BaseDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Logging.AddSimpleConsole(o =>
         {
             o.SingleLine = true;

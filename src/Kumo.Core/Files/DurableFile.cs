@@ -55,6 +55,33 @@ public static class DurableFile
         }
     }
 
+    /// <summary>
+    /// Makes what was written to <paramref name="file"/> durable with fdatasync: the data and the size, not the
+    /// timestamps, which is all an append-only log needs and one journal commit cheaper than fsync.
+    /// </summary>
+    public static void SyncData(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            RandomAccess.FlushToDisk(file);
+            return;
+        }
+        var added = false;
+        file.DangerousAddRef(ref added);
+        try
+        {
+            if (fdatasync(file.DangerousGetHandle().ToInt32()) != 0)
+                throw new IOException($"fdatasync of {path} failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+        finally
+        {
+            if (added) file.DangerousRelease();
+        }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int fdatasync(int fd);
+
     [DllImport("libc", SetLastError = true)]
     private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 

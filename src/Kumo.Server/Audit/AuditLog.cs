@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Dapper;
@@ -8,28 +11,82 @@ using Microsoft.Extensions.Logging;
 namespace Kumo.Server.Audit;
 
 /// <summary>
-/// The tamper-evident audit log: an append-only, hash-chained table written through the store's group commit, and a
-/// signed checkpoint of the chain head kept outside the database.
+/// The tamper-evident audit log: an append-only, hash-chained table, and a signed checkpoint of the chain head kept
+/// outside the database. An entry is durable once it is in the <see cref="AuditJournal"/>, written by a thread of its
+/// own with group commit; the table is filled from there in large batches (every <see cref="TableInterval"/>, or at
+/// once before anything reads it), and the checkpoint vouches only for what the table holds.
 /// </summary>
 public sealed partial class AuditLog : IAsyncDisposable
 {
     private const string Columns = "id, seq, time, user_id, user_name, source, method, action, target, outcome, status, request_id, prev_hash, hash";
 
+    private const string InsertSql =
+        """
+        INSERT INTO audit (seq, time, user_id, user_name, source, method, action, target, outcome, status, request_id, prev_hash, hash)
+        VALUES ($seq, $time, $userId, $userName, $source, $method, $action, $target, $outcome, $status, $requestId, $prevHash, $hash)
+        """;
+
+    /// <summary>How long a durable entry may wait in the journal before it is copied into the table.</summary>
+    internal static readonly TimeSpan TableInterval = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Entries waiting for the table past this count are copied at once.</summary>
+    private const int TableBatch = 4096;
+
+    private const int MaxJournalBatch = 1024;
+
+    /// <summary>
+    /// Group commit when the CPUs are saturated (at least this many work items wait for a thread-pool thread): the
+    /// journal then waits up to <see cref="PaceFor"/> since its last fdatasync, so more entries share the next one.
+    /// Requests are queueing for a CPU anyway, so the wait costs them little, and each fdatasync saved is CPU given
+    /// back to them. With idle CPUs nothing waits: there a request's latency is what its caller feels.
+    /// </summary>
+    internal const int PaceWhenBacklog = 8;
+
+    internal static readonly TimeSpan PaceFor = TimeSpan.FromMilliseconds(2);
+
+    private static readonly TimeSpan FlushPatience = TimeSpan.FromSeconds(10);
+
     private readonly Database _db;
     private readonly TimeProvider _time;
     private readonly ILogger<AuditLog> _logger;
     private readonly AuditCheckpointFile _file;
+    private readonly AuditJournal _journal;
     private readonly Channel<bool> _committedSignal = Channel.CreateBounded<bool>(
         new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
     private readonly Lock _checkpointLock = new();
     private Task _checkpointLoop = Task.CompletedTask;
     private bool _started;
 
-    // The head the next append chains from. Only the writer loop touches it once Start has run: it advances inside a
-    // write and steps back when that write is rolled back.
+    // Appends: queued by requests, made durable by the journal thread.
+    private readonly ConcurrentQueue<PendingAppend> _appends = new();
+    private readonly SemaphoreSlim _appendSignal = new(0);
+    private int _appendSignalled;
+    private volatile bool _closing;
+    private Thread? _journalThread;
+    private readonly TaskCompletionSource _journalDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Durable entries on their way into the table, copied by the table loop.
+    private readonly ConcurrentQueue<AuditRow> _forTable = new();
+    private readonly SemaphoreSlim _tableKick = new(0, 1);
+    private List<AuditRow> _tableRetry = [];
+    private Task _tableLoop = Task.CompletedTask;
+    private readonly CancellationTokenSource _stopTable = new();
+    private TaskCompletionSource _tableProgress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Journal batches made durable so far (one write and one fdatasync each); with group commit fewer than entries.</summary>
+    public long JournalBatches { get; private set; }
+
+    /// <summary>The newest entry's sequence number that is durable in the journal.</summary>
+    internal long JournalSeq => Volatile.Read(ref _journalSeq);
+
+    // The head the next append chains from; only the journal thread touches it once Start has run.
     private Head _head = Head.Empty;
 
-    // The newest head whose batch is durable: what the checkpoint may vouch for.
+    // The newest entry that is durable in the journal, and the newest one in the table.
+    private long _journalSeq;
+    private long _tableSeq;
+
+    // The newest head in the table: what the checkpoint may vouch for.
     private volatile Head _committed = Head.Empty;
     private Head _checkpointed = Head.Empty;
     private (long? Seq, string Reason)? _fault;
@@ -40,18 +97,39 @@ public sealed partial class AuditLog : IAsyncDisposable
         _time = time;
         _logger = logger;
         _file = new AuditCheckpointFile(options.StateDir);
+        _journal = new AuditJournal(options.StateDir);
     }
 
-    /// <summary>Loads the chain head from the table and cross-checks it with the signed checkpoint. A mismatch is logged and carried forward in every later checkpoint; kumod still starts.</summary>
+    /// <summary>
+    /// Copies what a crash left in the journal into the table, loads the chain head and cross-checks it with the
+    /// signed checkpoint. A mismatch is logged and carried forward in every later checkpoint; kumod still starts.
+    /// </summary>
     public void Start()
     {
         var createdKey = _file.LoadOrCreateKey();
         var head = _db.ReadAsync(c => c.QuerySingleOrDefault<(long Seq, string Hash)?>("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"),
             CancellationToken.None).GetAwaiter().GetResult() is { } h ? new Head(h.Seq, h.Hash) : Head.Empty;
         var read = _file.Read();
+        _fault = read.Checkpoint is { Fault: not null } previous ? (previous.FaultSeq, previous.Fault) : null;
+
+        var replay = _journal.ReadSince(head.Seq, head.Hash);
+        if (replay.Rows.Count > 0)
+        {
+            _db.WriteAsync(w => Insert(w, replay.Rows), CancellationToken.None).GetAwaiter().GetResult();
+            head = new Head(replay.Rows[^1].Seq, replay.Rows[^1].Hash);
+            LogReplayed(_logger, replay.Rows.Count, _journal.Directory);
+        }
+        if (replay.TornTail is { } torn)
+            LogTornTail(_logger, torn);
+        if (replay.Damage is { } damage)
+        {
+            LogJournalDamaged(_logger, damage.Reason);
+            _fault ??= (damage.Seq, $"{damage.Reason} (found when kumod started at {AuditChain.FormatTime(_time.GetUtcNow())})");
+        }
+        _journal.Restart(head.Seq);
+
         if (createdKey && read.State == CheckpointState.Missing && head.Seq == 0)
             LogKeyCreated(_logger, _file.KeyPath);
-        _fault = read.Checkpoint is { Fault: not null } previous ? (previous.FaultSeq, previous.Fault) : null;
         var found = Compare(read, head);
         if (found is { } f)
         {
@@ -60,9 +138,14 @@ public sealed partial class AuditLog : IAsyncDisposable
         }
         _head = head;
         _committed = head;
+        _journalSeq = head.Seq;
+        _tableSeq = head.Seq;
         WriteCheckpoint(force: true);
         _started = true;
         _checkpointLoop = Task.Run(CheckpointLoopAsync);
+        _tableLoop = Task.Run(TableLoopAsync);
+        _journalThread = new Thread(JournalLoop) { IsBackground = true, Name = "kumo-audit" };
+        _journalThread.Start();
     }
 
     /// <summary>What is wrong between the checkpoint and the table's head, if anything.</summary>
@@ -92,41 +175,216 @@ public sealed partial class AuditLog : IAsyncDisposable
             : (checkpoint.Count, $"entry {checkpoint.Count} differs from the one the signed checkpoint vouched for");
     }
 
-    /// <summary>Appends one entry; completes once the batch holding it is durable.</summary>
-    internal Task AppendAsync(AuditRow entry, CancellationToken ct) => _db.WriteAsync(w => Append(w, entry), ct);
+    // ---- appending
 
-    /// <summary>Appends inside a write that may hold other changes; the entry shares that write's fate.</summary>
-    internal void Append(WriteContext w, AuditRow entry)
+    /// <summary>Appends one entry; completes once the journal batch holding it is durable.</summary>
+    internal Task AppendAsync(AuditRow entry, CancellationToken ct)
     {
-        var previous = _head;
-        entry.Seq = previous.Seq + 1;
-        entry.PrevHash = previous.Hash;
-        entry.Hash = AuditChain.Hash(entry);
-        w.Connection.Execute(
-            """
-            INSERT INTO audit (seq, time, user_id, user_name, source, method, action, target, outcome, status, request_id, prev_hash, hash)
-            VALUES (@Seq, @Time, @UserId, @UserName, @Source, @Method, @Action, @Target, @Outcome, @Status, @RequestId, @PrevHash, @Hash)
-            """, entry, w.Transaction);
-        var next = new Head(entry.Seq, entry.Hash);
-        _head = next;
-        // A failed batch rolls its writes back in any order: step back only while the head is at or past this entry.
-        w.OnRollback(() =>
+        ObjectDisposedException.ThrowIf(_closing || !_started, this);
+        var pending = new PendingAppend(entry);
+        _appends.Enqueue(pending);
+        if (Interlocked.Exchange(ref _appendSignalled, 1) == 0)
+            _appendSignal.Release();
+        return pending.Done.Task.WaitAsync(ct);
+    }
+
+    private void JournalLoop()
+    {
+        var batch = new List<PendingAppend>(MaxJournalBatch);
+        var lines = new ArrayBufferWriter<byte>(64 * 1024);
+        var lastSync = 0L;
+        try
         {
-            if (_head.Seq >= next.Seq)
-                _head = previous;
-        });
-        w.OnCommit(() =>
+            while (true)
+            {
+                // Reset before looking: an append queued after the look signals again.
+                Volatile.Write(ref _appendSignalled, 0);
+                if (_appends.IsEmpty)
+                {
+                    if (_closing)
+                        return;
+                    _appendSignal.Wait();
+                    continue;
+                }
+                batch.Clear();
+                lines.ResetWrittenCount();
+                while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
+                    batch.Add(pending);
+                Pace(batch, lastSync);
+                lastSync = Stopwatch.GetTimestamp();
+                WriteBatch(batch, lines);
+            }
+        }
+        finally
         {
-            _committed = next;
-            _committedSignal.Writer.TryWrite(true);
-        });
+            _journalDone.TrySetResult();
+        }
+    }
+
+    /// <summary>Lets a busy server's entries gather for up to <see cref="PaceFor"/> after the previous fdatasync.</summary>
+    private void Pace(List<PendingAppend> batch, long lastSync)
+    {
+        while (batch.Count < MaxJournalBatch && !_closing && ThreadPool.PendingWorkItemCount >= PaceWhenBacklog)
+        {
+            var left = PaceFor - Stopwatch.GetElapsedTime(lastSync);
+            if (left <= TimeSpan.Zero)
+                return;
+            // The signal stays set while pacing, so arrivals do not wake this thread one by one: it sleeps the rest.
+            _appendSignal.Wait(left);
+            while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
+                batch.Add(pending);
+        }
+    }
+
+    private void WriteBatch(List<PendingAppend> batch, ArrayBufferWriter<byte> lines)
+    {
+        var start = _head;
+        var head = start;
+        foreach (var pending in batch)
+        {
+            var entry = pending.Entry;
+            entry.Seq = head.Seq + 1;
+            entry.PrevHash = head.Hash;
+            entry.Hash = AuditChain.Hash(entry);
+            AuditJournal.Write(lines, entry);
+            head = new Head(entry.Seq, entry.Hash);
+        }
+        try
+        {
+            _journal.Append(lines.WrittenSpan, head.Seq);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogJournalFailed(_logger, _journal.Directory, e);
+            foreach (var pending in batch)
+                pending.Done.TrySetException(e);
+            return;
+        }
+        _head = head;
+        JournalBatches++;
+        Volatile.Write(ref _journalSeq, head.Seq);
+        foreach (var pending in batch)
+            _forTable.Enqueue(pending.Entry);
+        if (_forTable.Count >= TableBatch)
+            KickTable();
+        foreach (var pending in batch)
+            pending.Done.TrySetResult();
+    }
+
+    private sealed class PendingAppend(AuditRow entry)
+    {
+        public AuditRow Entry { get; } = entry;
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    // ---- copying into the table
+
+    private void KickTable()
+    {
+        try
+        {
+            _tableKick.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // already kicked
+        }
+    }
+
+    private async Task TableLoopAsync()
+    {
+        var stop = _stopTable.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _tableKick.WaitAsync(TableInterval, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            await CopyToTableAsync();
+        }
+    }
+
+    /// <summary>Copies every durable entry not yet in the table in one write; on failure keeps them for the next try.</summary>
+    private async Task CopyToTableAsync()
+    {
+        var rows = _tableRetry;
+        _tableRetry = [];
+        while (_forTable.TryDequeue(out var row))
+            rows.Add(row);
+        if (rows.Count == 0)
+            return;
+        var last = new Head(rows[^1].Seq, rows[^1].Hash);
+        try
+        {
+            await _db.WriteAsync(w =>
+            {
+                Insert(w, rows);
+                w.OnCommit(() =>
+                {
+                    _committed = last;
+                    _committedSignal.Writer.TryWrite(true);
+                });
+            }, CancellationToken.None);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Still durable in the journal (and replayed at the next start if it comes to that): try again later.
+            LogTableFailed(_logger, rows.Count, e);
+            _tableRetry = rows;
+            return;
+        }
+        Volatile.Write(ref _tableSeq, last.Seq);
+        try
+        {
+            _journal.DeleteCovered(last.Seq);
+        }
+        catch (IOException e)
+        {
+            LogJournalFailed(_logger, _journal.Directory, e);
+        }
+        Interlocked.Exchange(ref _tableProgress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    private static void Insert(WriteContext w, List<AuditRow> rows)
+    {
+        foreach (var e in rows)
+        {
+            w.Execute(InsertSql,
+                ("$seq", e.Seq), ("$time", e.Time), ("$userId", e.UserId), ("$userName", e.UserName),
+                ("$source", e.Source), ("$method", e.Method), ("$action", e.Action), ("$target", e.Target),
+                ("$outcome", e.Outcome), ("$status", e.Status), ("$requestId", e.RequestId),
+                ("$prevHash", e.PrevHash), ("$hash", e.Hash));
+        }
+    }
+
+    /// <summary>
+    /// Waits until every entry durable now is in the table, so whoever reads the table sees their own calls. While the
+    /// table cannot be written it gives up after <see cref="FlushPatience"/> and the reader sees the table as it is.
+    /// </summary>
+    internal async Task FlushToTableAsync(CancellationToken ct)
+    {
+        var target = Volatile.Read(ref _journalSeq);
+        var deadline = _time.GetUtcNow() + FlushPatience;
+        while (Volatile.Read(ref _tableSeq) < target && _time.GetUtcNow() < deadline)
+        {
+            var progress = Volatile.Read(ref _tableProgress).Task;
+            if (Volatile.Read(ref _tableSeq) >= target)
+                break;
+            KickTable();
+            await progress.WaitAsync(TimeSpan.FromSeconds(1), ct).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
     }
 
     // ---- reading
 
     /// <summary>Newest first; <paramref name="user"/> matches a user name or id.</summary>
-    public Task<IReadOnlyList<AuditEntry>> ListAsync(string? user, DateTimeOffset? since, int limit, CancellationToken ct)
+    public async Task<IReadOnlyList<AuditEntry>> ListAsync(string? user, DateTimeOffset? since, int limit, CancellationToken ct)
     {
+        await FlushToTableAsync(ct);
         var where = new List<string>(2);
         if (user is not null)
             where.Add("(user_name = @user OR user_id = @user)");
@@ -134,12 +392,13 @@ public sealed partial class AuditLog : IAsyncDisposable
             where.Add("time >= @since");
         var sql = $"SELECT {Columns} FROM audit {(where.Count == 0 ? "" : "WHERE " + string.Join(" AND ", where))} ORDER BY seq DESC LIMIT @limit";
         var args = new { user, since = since is { } s ? AuditChain.FormatTime(s) : null, limit };
-        return _db.ReadAsync<IReadOnlyList<AuditEntry>>(c => c.Query<AuditRow>(sql, args).Select(r => r.ToApi()).ToList(), ct);
+        return await _db.ReadAsync<IReadOnlyList<AuditEntry>>(c => c.Query<AuditRow>(sql, args).Select(r => r.ToApi()).ToList(), ct);
     }
 
     /// <summary>Every entry, oldest first, read lazily from one snapshot.</summary>
     public async IAsyncEnumerable<AuditEntry> ExportAsync([EnumeratorCancellation] CancellationToken ct)
     {
+        await FlushToTableAsync(ct);
         // One SELECT reads one snapshot, however long the caller takes to consume it.
         await using var c = _db.Open();
         foreach (var row in c.Query<AuditRow>($"SELECT {Columns} FROM audit ORDER BY id", buffered: false))
@@ -152,7 +411,8 @@ public sealed partial class AuditLog : IAsyncDisposable
     /// <summary>Walks the whole chain and checks it against the signed checkpoint.</summary>
     public async Task<AuditVerification> VerifyAsync(CancellationToken ct)
     {
-        // The checkpoint first: it only ever vouches for committed entries, so the table read after it holds at
+        await FlushToTableAsync(ct);
+        // The checkpoint first: it only ever vouches for entries in the table, so the table read after it holds at
         // least as many, even while requests keep arriving.
         var read = _file.Read();
         return await _db.ReadAsync(c => AuditVerifier.Verify(c.Query<AuditRow>($"SELECT {Columns} FROM audit ORDER BY id", buffered: false), read), ct);
@@ -176,8 +436,12 @@ public sealed partial class AuditLog : IAsyncDisposable
         }
     }
 
-    /// <summary>Anchors the newest committed head now (tests use it instead of waiting for the background write).</summary>
-    internal void FlushCheckpoint() => WriteCheckpoint(force: false);
+    /// <summary>Copies everything durable into the table and anchors it now (tests use it instead of waiting).</summary>
+    internal async Task FlushAsync(CancellationToken ct)
+    {
+        await FlushToTableAsync(ct);
+        WriteCheckpoint(force: false);
+    }
 
     private void WriteCheckpoint(bool force)
     {
@@ -193,18 +457,32 @@ public sealed partial class AuditLog : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _closing = true;
+        if (_journalThread is not null)
+        {
+            _appendSignal.Release();
+            await _journalDone.Task;
+        }
+        _stopTable.Cancel();
+        await _tableLoop;
+        if (_started)
+            await CopyToTableAsync();
         _committedSignal.Writer.TryComplete();
         await _checkpointLoop;
         if (!_started)
             return; // never loaded: writing now would replace a good checkpoint with an empty one
         try
         {
+            if (_tableRetry.Count == 0 && _forTable.IsEmpty)
+                _journal.DeleteAll(Volatile.Read(ref _tableSeq));
+            _journal.Dispose();
             WriteCheckpoint(force: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             LogCheckpointFailed(_logger, _file.Path, e);
         }
+        _stopTable.Dispose();
     }
 
     private sealed record Head(long Seq, string Hash)
@@ -218,6 +496,22 @@ public sealed partial class AuditLog : IAsyncDisposable
     [LoggerMessage(LogLevel.Error, "audit: the log does not match its signed checkpoint: {Reason}; kumod goes on and every verify reports it")]
     private static partial void LogCheckpointMismatch(ILogger logger, string reason);
 
+    [LoggerMessage(LogLevel.Warning, "audit: copied {Count} entries from the journal {Directory} into the table (kumod had stopped before it could)")]
+    private static partial void LogReplayed(ILogger logger, int count, string directory);
+
+    [LoggerMessage(LogLevel.Information, "audit: dropped {What}; no request was answered for it")]
+    private static partial void LogTornTail(ILogger logger, string what);
+
+    [LoggerMessage(LogLevel.Error, "audit: {Reason}; the rest is kept as *.damaged and every verify reports it")]
+    private static partial void LogJournalDamaged(ILogger logger, string reason);
+
+    [LoggerMessage(LogLevel.Error, "audit: cannot write the journal in {Directory}; requests are answered 500 until it works again")]
+    private static partial void LogJournalFailed(ILogger logger, string directory, Exception e);
+
+    [LoggerMessage(LogLevel.Error, "audit: cannot copy {Count} journal entries into the table; they stay durable in the journal and are retried")]
+    private static partial void LogTableFailed(ILogger logger, int count, Exception e);
+
     [LoggerMessage(LogLevel.Error, "audit: cannot write the checkpoint {Path}")]
     private static partial void LogCheckpointFailed(ILogger logger, string path, Exception e);
 }
+

@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 
 namespace Kumo.Server.Storage;
@@ -82,9 +81,10 @@ public sealed class Database : IAsyncDisposable
     internal static readonly IReadOnlyList<string> KeptOnRestore = ["audit"];
 
     private readonly string _connectionString;
-    private readonly Channel<IPendingWrite> _writes = Channel.CreateUnbounded<IPendingWrite>(new() { SingleReader = true });
+    private readonly WriteQueue _writes = new();
     private readonly SqliteConnection _writer;
-    private readonly Task _writerLoop;
+    private readonly Thread _writerThread;
+    private readonly TaskCompletionSource _writerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _exclusive = new(1, 1);
     private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
 
@@ -116,7 +116,10 @@ public sealed class Database : IAsyncDisposable
             SqliteConnection.ClearPool(_writer);
             throw;
         }
-        _writerLoop = Task.Factory.StartNew(WriterLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // A thread of its own, not the pool's: the writer blocks in fsync on every batch, and on a small machine a
+        // pool thread blocked there is a core the pool cannot use (and waking a pool thread costs a spin).
+        _writerThread = new Thread(WriterLoop) { IsBackground = true, Name = "kumo-db-writer" };
+        _writerThread.Start();
     }
 
     public string Path { get; }
@@ -143,7 +146,7 @@ public sealed class Database : IAsyncDisposable
     public Task<T> WriteAsync<T>(Func<WriteContext, T> write, CancellationToken ct)
     {
         var pending = new PendingWrite<T>(write);
-        ObjectDisposedException.ThrowIf(!_writes.Writer.TryWrite(pending), this);
+        ObjectDisposedException.ThrowIf(!_writes.TryAdd(pending), this);
         return pending.Task.WaitAsync(ct);
     }
 
@@ -192,7 +195,7 @@ public sealed class Database : IAsyncDisposable
         {
             // The writer loop applies it between batches; readers see the old or the new database.
             var restore = new PendingWrite<bool>(_ => true) { Restore = sourcePath };
-            _writes.Writer.TryWrite(restore);
+            ObjectDisposedException.ThrowIf(!_writes.TryAdd(restore), this);
             await restore.Task.WaitAsync(ct);
         }
         finally
@@ -201,24 +204,31 @@ public sealed class Database : IAsyncDisposable
         }
     }
 
-    private async Task WriterLoopAsync()
+    private void WriterLoop()
     {
-        var batch = new List<IPendingWrite>(MaxBatch);
-        while (await _writes.Reader.WaitToReadAsync())
+        try
         {
-            batch.Clear();
-            while (batch.Count < MaxBatch && _writes.Reader.TryRead(out var w))
+            var batch = new List<IPendingWrite>(MaxBatch);
+            while (_writes.WaitForWork())
             {
-                if (w.Restore is not null)
+                batch.Clear();
+                while (batch.Count < MaxBatch && _writes.TryTake(out var w))
                 {
-                    if (batch.Count > 0) RunBatch(batch);
-                    batch.Clear();
-                    RunRestore(w);
-                    continue;
+                    if (w.Restore is not null)
+                    {
+                        if (batch.Count > 0) RunBatch(batch);
+                        batch.Clear();
+                        RunRestore(w);
+                        continue;
+                    }
+                    batch.Add(w);
                 }
-                batch.Add(w);
+                if (batch.Count > 0) RunBatch(batch);
             }
-            if (batch.Count > 0) RunBatch(batch);
+        }
+        finally
+        {
+            _writerDone.TrySetResult();
         }
     }
 
@@ -339,12 +349,53 @@ public sealed class Database : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _writes.Writer.TryComplete();
-        await _writerLoop;
+        _writes.Complete();
+        await _writerDone.Task;
         DropPrepared();
         await _writer.DisposeAsync();
         _exclusive.Dispose();
         SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>
+    /// The writer's queue: producers never block, and the writer thread sleeps in a plain wait until there is work,
+    /// woken once per burst rather than once per write.
+    /// </summary>
+    private sealed class WriteQueue
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<IPendingWrite> _items = new();
+        private readonly SemaphoreSlim _signal = new(0);
+        private int _signalled;
+        private volatile bool _completed;
+
+        public bool TryAdd(IPendingWrite write)
+        {
+            if (_completed) return false;
+            _items.Enqueue(write);
+            if (Interlocked.Exchange(ref _signalled, 1) == 0) _signal.Release();
+            return true;
+        }
+
+        public bool TryTake(out IPendingWrite write) => _items.TryDequeue(out write!);
+
+        /// <summary>Blocks until something is queued; false once completed and drained.</summary>
+        public bool WaitForWork()
+        {
+            while (true)
+            {
+                // Reset before looking: a write queued after the look signals again.
+                Volatile.Write(ref _signalled, 0);
+                if (!_items.IsEmpty) return true;
+                if (_completed) return false;
+                _signal.Wait();
+            }
+        }
+
+        public void Complete()
+        {
+            _completed = true;
+            _signal.Release();
+        }
     }
 
     private interface IPendingWrite

@@ -3,6 +3,8 @@ using System.Net.Http.Json;
 using Kumo.Core;
 using Kumo.Core.Security;
 using Kumo.Server.Api;
+using Kumo.Server.Audit;
+using Microsoft.Extensions.DependencyInjection;
 using Kumo.Server.Tests.TestSupport;
 using Microsoft.Extensions.Logging;
 
@@ -63,6 +65,7 @@ public sealed class DevNoAuthNoAuditTests
 
             Assert.Equal(("admin", "admin"), (me!.Name, me.Role));
             Assert.Equal(HttpStatusCode.OK, users.StatusCode);
+            await app.Services.GetRequiredService<AuditLog>().FlushToTableAsync(CancellationToken.None);
             Assert.Equal(before, (await AuditTable.RowsAsync(dir.Path)).Count);
             Assert.Contains(logs.Lines, l => l.StartsWith("Critical ", StringComparison.Ordinal) && l.Contains("--dev-no-auth-no-audit", StringComparison.Ordinal));
         }

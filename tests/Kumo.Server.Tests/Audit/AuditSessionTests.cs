@@ -215,14 +215,49 @@ public sealed class AuditSessionTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AuditLogThatCannotBeWritten_WithholdsTheAnswer()
+    public async Task AuditJournalThatCannotBeWritten_WithholdsTheAnswer_UntilItCanAgain()
     {
-        await _server.TamperAsync("DROP TABLE audit");
+        // Immutable: even root's writes to the open segment fail, as on a failing disk.
+        var segments = Directory.GetFiles(Path.Combine(_server.StateDir, "audit-journal"));
+        await ChattrAsync("+i", segments);
+        HttpResponseMessage refused;
+        try
+        {
+            refused = await _server.Client.GetAsync("/api/v1/nodes?while=broken");
+        }
+        finally
+        {
+            await ChattrAsync("-i", segments);
+        }
 
-        var response = await _server.Client.GetAsync("/api/v1/nodes");
-
-        var problem = await response.AssertProblemAsync(HttpStatusCode.InternalServerError, ProblemTypes.Internal);
+        var problem = await refused.AssertProblemAsync(HttpStatusCode.InternalServerError, ProblemTypes.Internal);
         Assert.Equal("Audit log unavailable", problem.Title);
+        Assert.Equal(HttpStatusCode.OK, (await _server.Client.GetAsync("/api/v1/nodes?after=repair")).StatusCode);
+        var rows = await NewRowsAsync();
+        Assert.Equal(["/api/v1/nodes?after=repair"], rows.Select(r => r.Target));
+        var verification = await _server.Client.GetFromJsonAsync<AuditVerification>("/api/v1/audit/verify", Problems.Json);
+        Assert.True(verification!.Ok, verification.Reason);
+    }
+
+    [Fact]
+    public async Task TableThatCannotBeWritten_StillAnswers_AndTheEntriesWaitInTheJournal()
+    {
+        await _server.TamperAsync("ALTER TABLE audit RENAME TO audit_away");
+
+        var response = await _server.Client.GetAsync("/api/v1/nodes?table=away");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var journal = string.Concat(Directory.GetFiles(Path.Combine(_server.StateDir, "audit-journal")).Select(File.ReadAllText));
+        Assert.Contains("/api/v1/nodes?table=away", journal);
+        await _server.TamperAsync("ALTER TABLE audit_away RENAME TO audit");
+        Assert.Contains("/api/v1/nodes?table=away", (await NewRowsAsync()).Select(r => r.Target));
+    }
+
+    private static async Task ChattrAsync(string flag, string[] paths)
+    {
+        using var chattr = System.Diagnostics.Process.Start("chattr", [flag, .. paths])!;
+        await chattr.WaitForExitAsync();
+        Assert.Equal(0, chattr.ExitCode);
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public sealed class AuditTamperTests : IAsyncLifetime
         var baseline = (await _server.RowsAsync()).Count;
         for (var i = 1; i <= Calls; i++)
             await _server.Client.GetStringAsync($"/api/v1/nodes?call={i}");
-        Flush();
+        await FlushAsync();
         Entries = baseline + Calls;
         Assert.Equal(Entries, (await _server.RowsAsync()).Count);
     }
@@ -286,7 +286,7 @@ public sealed class AuditTamperTests : IAsyncLifetime
     private static string Pascal(string column) =>
         string.Concat(column.Split('_').Select(p => char.ToUpperInvariant(p[0]) + p[1..]));
 
-    private void Flush() => _server.App.Services.GetRequiredService<AuditLog>().FlushCheckpoint();
+    private Task FlushAsync() => _server.App.Services.GetRequiredService<AuditLog>().FlushAsync(CancellationToken.None);
 
     private Task<AuditVerification> VerifyAsync() => VerifyAsync(_server);
 

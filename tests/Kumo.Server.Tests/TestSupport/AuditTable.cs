@@ -1,13 +1,19 @@
 using Dapper;
 using Kumo.Server.Audit;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Kumo.Server.Tests.TestSupport;
 
 /// <summary>The audit table read and changed behind kumod's back, the way someone with access to the database file would.</summary>
 internal static class AuditTable
 {
-    public static Task<List<AuditRow>> RowsAsync(this TestServer server) => RowsAsync(server.StateDir);
+    /// <summary>The table once every durable entry has been copied in from the journal (kumod does that lazily).</summary>
+    public static async Task<List<AuditRow>> RowsAsync(this TestServer server)
+    {
+        await server.App.Services.GetRequiredService<AuditLog>().FlushToTableAsync(CancellationToken.None);
+        return await RowsAsync(server.StateDir);
+    }
 
     public static async Task<List<AuditRow>> RowsAsync(string stateDir)
     {
