@@ -224,16 +224,17 @@ public sealed partial class AuditLog : IAsyncDisposable
     /// <summary>Lets a busy server's entries gather for up to <see cref="PaceFor"/> after the previous fdatasync.</summary>
     private void Pace(List<PendingAppend> batch, long lastSync)
     {
-        while (batch.Count < MaxJournalBatch && !_closing && ThreadPool.PendingWorkItemCount >= PaceWhenBacklog)
+        // Asked once per batch: counting the pool's queues walks every thread's local queue.
+        if (batch.Count >= MaxJournalBatch || _closing || ThreadPool.PendingWorkItemCount < PaceWhenBacklog)
+            return;
+        // The signal stays set while pacing, so arrivals do not wake this thread one by one: it sleeps the rest.
+        for (var left = PaceFor - Stopwatch.GetElapsedTime(lastSync); left > TimeSpan.Zero && !_closing;
+            left = PaceFor - Stopwatch.GetElapsedTime(lastSync))
         {
-            var left = PaceFor - Stopwatch.GetElapsedTime(lastSync);
-            if (left <= TimeSpan.Zero)
-                return;
-            // The signal stays set while pacing, so arrivals do not wake this thread one by one: it sleeps the rest.
             _appendSignal.Wait(left);
-            while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
-                batch.Add(pending);
         }
+        while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
+            batch.Add(pending);
     }
 
     private void WriteBatch(List<PendingAppend> batch, ArrayBufferWriter<byte> lines)
