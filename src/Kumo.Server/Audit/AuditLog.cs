@@ -239,23 +239,24 @@ public sealed partial class AuditLog : IAsyncDisposable
 
     private void WriteBatch(List<PendingAppend> batch, ArrayBufferWriter<byte> lines)
     {
-        var start = _head;
-        var head = start;
-        foreach (var pending in batch)
-        {
-            var entry = pending.Entry;
-            entry.Seq = head.Seq + 1;
-            entry.PrevHash = head.Hash;
-            entry.Hash = AuditChain.Hash(entry);
-            AuditJournal.Write(lines, entry);
-            head = new Head(entry.Seq, entry.Hash);
-        }
+        var head = _head;
         try
         {
+            foreach (var pending in batch)
+            {
+                var entry = pending.Entry;
+                entry.Seq = head.Seq + 1;
+                entry.PrevHash = head.Hash;
+                entry.Hash = AuditChain.Hash(entry);
+                AuditJournal.Write(lines, entry);
+                head = new Head(entry.Seq, entry.Hash);
+            }
             _journal.Append(lines.WrittenSpan, head.Seq);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
+            // Whatever went wrong, this thread must live on: the requests of this batch get 500, the next batch
+            // chains from the same head.
             LogJournalFailed(_logger, _journal.Directory, e);
             foreach (var pending in batch)
                 pending.Done.TrySetException(e);
@@ -377,6 +378,7 @@ public sealed partial class AuditLog : IAsyncDisposable
                 break;
             KickTable();
             await progress.WaitAsync(TimeSpan.FromSeconds(1), ct).ContinueWith(_ => { }, TaskScheduler.Default);
+            ct.ThrowIfCancellationRequested();
         }
     }
 

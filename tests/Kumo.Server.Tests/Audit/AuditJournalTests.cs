@@ -127,6 +127,26 @@ public sealed class AuditJournalTests : IDisposable
         Assert.EndsWith("00000000000000000002.jsonl", left);
     }
 
+    [Fact]
+    public void TextThatIsNotValidUtf16_IsWrittenAndReadBackAsTheTableWouldStoreIt_AndStillChains()
+    {
+        // A lone surrogate cannot be encoded as UTF-8: the chain's canonical form, SQLite and the journal all turn
+        // it into U+FFFD, so the hash taken before it was written still matches what is read back.
+        var rows = Chain(1);
+        rows[0].Target = "/api/v1/nodes?x=\ud800";
+        rows[0].UserName = "a\udc00b";
+        rows[0].Hash = AuditChain.Hash(rows[0]);
+        WriteSegment(rows);
+
+        var replay = new AuditJournal(_dir.Path).ReadSince(0, AuditChain.Genesis);
+
+        var row = Assert.Single(replay.Rows);
+        Assert.Equal("/api/v1/nodes?x=\ufffd", row.Target);
+        Assert.Equal("a\ufffdb", row.UserName);
+        Assert.Equal(rows[0].Hash, AuditChain.Hash(row));
+        Assert.Null(replay.Damage);
+    }
+
     private string WriteSegment(AuditRow[] rows)
     {
         Directory.CreateDirectory(JournalDir);
