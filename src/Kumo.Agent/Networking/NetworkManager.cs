@@ -25,6 +25,9 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
 {
     private static readonly JsonSerializerOptions RecordJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
     private readonly SemaphoreSlim _lock = new(1, 1);
+
+    // The last script applied and how nft listed its tables right after (under _lock).
+    private (string? Script, string? Listing) _appliedNft;
     private readonly SemaphoreSlim _kick = new(0, 1);
     private volatile IReadOnlyDictionary<string, DesiredNetwork> _desired = new Dictionary<string, DesiredNetwork>();
     private volatile bool _hasDesired;
@@ -356,11 +359,30 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             .ToDictionary(v => v.Id, v => v.Device, StringComparer.Ordinal);
         var peers = VxlanAddress is null ? null : desired.Values.SelectMany(d => d.VxlanPeers).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var script = NftScript(TableName, records, forwards, vxlans, peers);
+        // Replacing the tables resets every rule's counter, which operators and tests read: a pass that would write the
+        // same rules again leaves them alone, unless they were changed behind our back since (compared without
+        // counters, so a changed or flushed rule is put back as before).
         Directory.CreateDirectory(NetworksDir);
+        if (script == _appliedNft.Script && _appliedNft.Listing is not null && await ListNftAsync(script, ct) == _appliedNft.Listing)
+            return;
         var file = Path.Combine(NetworksDir, "nftables.nft");
         await File.WriteAllTextAsync(file, script, ct);
         var r = await ProcessRunner.RunAsync("nft", ["-f", file], ct);
         if (r.ExitCode != 0) throw new InvalidOperationException($"nft -f {file} failed: {r.Stderr.Trim()}");
+        _appliedNft = (script, await ListNftAsync(script, ct));
+    }
+
+    /// <summary>The tables <paramref name="script"/> creates, as nft lists them without counters; null if one is missing.</summary>
+    private async Task<string?> ListNftAsync(string script, CancellationToken ct)
+    {
+        var lists = script.Split('\n').Where(l => l.StartsWith("table ", StringComparison.Ordinal) && l.EndsWith('{'))
+            .Select(l => "list " + l[..^1].Trim()).Distinct(StringComparer.Ordinal).ToList();
+        if (lists.Count == 0)
+            return null;
+        var file = Path.Combine(NetworksDir, "nftables-list.nft");
+        await File.WriteAllTextAsync(file, string.Join('\n', lists) + "\n", ct);
+        var r = await ProcessRunner.RunAsync("nft", ["-s", "-f", file], ct);
+        return r.ExitCode == 0 ? r.Stdout : null;
     }
 
     /// <summary>
