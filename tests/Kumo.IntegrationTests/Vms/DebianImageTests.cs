@@ -103,13 +103,15 @@ public sealed class DebianImageTests(DebianKumo fixture, ITestOutputHelper outpu
         Assert.Equal(InstanceStates.Running, vm.State);
 
         // The password logs the user in on the serial console, and the key is in that user's authorized_keys.
+        // The prompts are not anchored at the end of a line: cloud-init, still running, writes to the same console
+        // and its lines can land right after a prompt ("Password: [   62.37] cloud-init[389]: ...").
         await using var console = await ConsoleSocket.ConnectAsync(Env, "d1");
         await console.TypeAsync("\n");
-        await console.WaitForAsync(new Regex(@"login: *$", RegexOptions.Multiline), TimeSpan.FromMinutes(2));
+        await console.WaitForAsync(new Regex(@"login: "), TimeSpan.FromMinutes(2));
         await console.TypeAsync("debian\n");
-        await console.WaitForAsync(new Regex("Password: *$", RegexOptions.Multiline), TimeSpan.FromMinutes(1));
+        await console.WaitForAsync(new Regex("Password: "), TimeSpan.FromMinutes(1));
         await console.TypeAsync(password + "\n");
-        await console.WaitForAsync(new Regex(@"debian@\S+:~\$ *$", RegexOptions.Multiline), TimeSpan.FromMinutes(2));
+        await console.WaitForAsync(new Regex(@"debian@\S+:~\$ "), TimeSpan.FromMinutes(2));
         await console.TypeAsync("cat ~/.ssh/authorized_keys; echo KEYS-$((40+2))\n");
         var listed = await console.WaitForAsync(new Regex(@"(ssh-ed25519 \S+ kumo-test)\s+KEYS-42"), TimeSpan.FromMinutes(1));
         Assert.Equal(publicKey, listed.Groups[1].Value);
