@@ -58,10 +58,7 @@ public sealed partial class AuditLog : IAsyncDisposable
     private bool _started;
 
     // Appends: queued by requests, made durable by the journal thread.
-    private readonly ConcurrentQueue<PendingAppend> _appends = new();
-    private readonly SemaphoreSlim _appendSignal = new(0);
-    private int _appendSignalled;
-    private volatile bool _closing;
+    private readonly WorkQueue<PendingAppend> _appends = new();
     private Thread? _journalThread;
     private readonly TaskCompletionSource _journalDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -180,11 +177,8 @@ public sealed partial class AuditLog : IAsyncDisposable
     /// <summary>Appends one entry; completes once the journal batch holding it is durable.</summary>
     internal Task AppendAsync(AuditRow entry, CancellationToken ct)
     {
-        ObjectDisposedException.ThrowIf(_closing || !_started, this);
         var pending = new PendingAppend(entry);
-        _appends.Enqueue(pending);
-        if (Interlocked.Exchange(ref _appendSignalled, 1) == 0)
-            _appendSignal.Release();
+        ObjectDisposedException.ThrowIf(!_started || !_appends.TryAdd(pending), this);
         return pending.Done.Task.WaitAsync(ct);
     }
 
@@ -195,20 +189,11 @@ public sealed partial class AuditLog : IAsyncDisposable
         var lastSync = 0L;
         try
         {
-            while (true)
+            while (_appends.WaitForWork())
             {
-                // Reset before looking: an append queued after the look signals again.
-                Volatile.Write(ref _appendSignalled, 0);
-                if (_appends.IsEmpty)
-                {
-                    if (_closing)
-                        return;
-                    _appendSignal.Wait();
-                    continue;
-                }
                 batch.Clear();
                 lines.ResetWrittenCount();
-                while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
+                while (batch.Count < MaxJournalBatch && _appends.TryTake(out var pending))
                     batch.Add(pending);
                 Pace(batch, lastSync);
                 lastSync = Stopwatch.GetTimestamp();
@@ -225,15 +210,10 @@ public sealed partial class AuditLog : IAsyncDisposable
     private void Pace(List<PendingAppend> batch, long lastSync)
     {
         // Asked once per batch: counting the pool's queues walks every thread's local queue.
-        if (batch.Count >= MaxJournalBatch || _closing || ThreadPool.PendingWorkItemCount < PaceWhenBacklog)
+        if (batch.Count >= MaxJournalBatch || _appends.IsCompleted || ThreadPool.PendingWorkItemCount < PaceWhenBacklog)
             return;
-        // The signal stays set while pacing, so arrivals do not wake this thread one by one: it sleeps the rest.
-        for (var left = PaceFor - Stopwatch.GetElapsedTime(lastSync); left > TimeSpan.Zero && !_closing;
-            left = PaceFor - Stopwatch.GetElapsedTime(lastSync))
-        {
-            _appendSignal.Wait(left);
-        }
-        while (batch.Count < MaxJournalBatch && _appends.TryDequeue(out var pending))
+        _appends.Linger(PaceFor - Stopwatch.GetElapsedTime(lastSync));
+        while (batch.Count < MaxJournalBatch && _appends.TryTake(out var pending))
             batch.Add(pending);
     }
 
@@ -460,12 +440,9 @@ public sealed partial class AuditLog : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _closing = true;
+        _appends.Complete();
         if (_journalThread is not null)
-        {
-            _appendSignal.Release();
             await _journalDone.Task;
-        }
         _stopTable.Cancel();
         await _tableLoop;
         if (_started)

@@ -81,7 +81,7 @@ public sealed class Database : IAsyncDisposable
     internal static readonly IReadOnlyList<string> KeptOnRestore = ["audit"];
 
     private readonly string _connectionString;
-    private readonly WriteQueue _writes = new();
+    private readonly WorkQueue<IPendingWrite> _writes = new();
     private readonly SqliteConnection _writer;
     private readonly Thread _writerThread;
     private readonly TaskCompletionSource _writerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -355,47 +355,6 @@ public sealed class Database : IAsyncDisposable
         await _writer.DisposeAsync();
         _exclusive.Dispose();
         SqliteConnection.ClearAllPools();
-    }
-
-    /// <summary>
-    /// The writer's queue: producers never block, and the writer thread sleeps in a plain wait until there is work,
-    /// woken once per burst rather than once per write.
-    /// </summary>
-    private sealed class WriteQueue
-    {
-        private readonly System.Collections.Concurrent.ConcurrentQueue<IPendingWrite> _items = new();
-        private readonly SemaphoreSlim _signal = new(0);
-        private int _signalled;
-        private volatile bool _completed;
-
-        public bool TryAdd(IPendingWrite write)
-        {
-            if (_completed) return false;
-            _items.Enqueue(write);
-            if (Interlocked.Exchange(ref _signalled, 1) == 0) _signal.Release();
-            return true;
-        }
-
-        public bool TryTake(out IPendingWrite write) => _items.TryDequeue(out write!);
-
-        /// <summary>Blocks until something is queued; false once completed and drained.</summary>
-        public bool WaitForWork()
-        {
-            while (true)
-            {
-                // Reset before looking: a write queued after the look signals again.
-                Volatile.Write(ref _signalled, 0);
-                if (!_items.IsEmpty) return true;
-                if (_completed) return false;
-                _signal.Wait();
-            }
-        }
-
-        public void Complete()
-        {
-            _completed = true;
-            _signal.Release();
-        }
     }
 
     private interface IPendingWrite

@@ -1,0 +1,59 @@
+namespace Kumo.Server.Storage;
+
+/// <summary>
+/// The queue of a single consumer thread that blocks in I/O (the store's writer, the audit journal): producers never
+/// block, and the consumer sleeps in a plain wait until there is work, woken once per burst rather than once per item.
+/// </summary>
+internal sealed class WorkQueue<T>
+{
+    private readonly System.Collections.Concurrent.ConcurrentQueue<T> _items = new();
+    private readonly SemaphoreSlim _signal = new(0);
+    private int _signalled;
+    private volatile bool _completed;
+
+    public bool IsCompleted => _completed;
+
+    /// <summary>Queues <paramref name="item"/>; false once <see cref="Complete"/> has been called.</summary>
+    public bool TryAdd(T item)
+    {
+        if (_completed) return false;
+        _items.Enqueue(item);
+        if (Interlocked.Exchange(ref _signalled, 1) == 0) _signal.Release();
+        return true;
+    }
+
+    public bool TryTake(out T item) => _items.TryDequeue(out item!);
+
+    /// <summary>Blocks until something is queued; false once completed and drained.</summary>
+    public bool WaitForWork()
+    {
+        while (true)
+        {
+            // Reset before looking: an item queued after the look signals again.
+            Volatile.Write(ref _signalled, 0);
+            if (!_items.IsEmpty) return true;
+            if (_completed) return false;
+            _signal.Wait();
+        }
+    }
+
+    /// <summary>
+    /// Sleeps for <paramref name="time"/> (or until completed) while items keep arriving: the signal stays set, so
+    /// arrivals do not wake the consumer one by one.
+    /// </summary>
+    public void Linger(TimeSpan time)
+    {
+        var until = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(time.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        for (var left = time; left > TimeSpan.Zero && !_completed;
+            left = System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), until))
+        {
+            _signal.Wait(left);
+        }
+    }
+
+    public void Complete()
+    {
+        _completed = true;
+        _signal.Release();
+    }
+}
