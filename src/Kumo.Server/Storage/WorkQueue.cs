@@ -1,7 +1,7 @@
 namespace Kumo.Server.Storage;
 
 /// <summary>
-/// The queue of a single consumer thread that blocks in I/O (the store's writer, the audit journal): producers never
+/// The queue of a single consumer thread that blocks in I/O (the store's writer): producers never
 /// block, and the consumer sleeps in a plain wait until there is work, woken once per burst rather than once per item.
 /// </summary>
 internal sealed class WorkQueue<T>
@@ -34,20 +34,6 @@ internal sealed class WorkQueue<T>
             if (!_items.IsEmpty) return true;
             if (_completed) return false;
             _signal.Wait();
-        }
-    }
-
-    /// <summary>
-    /// Sleeps for <paramref name="time"/> (or until completed) while items keep arriving: the signal stays set, so
-    /// arrivals do not wake the consumer one by one.
-    /// </summary>
-    public void Linger(TimeSpan time)
-    {
-        var until = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(time.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
-        for (var left = time; left > TimeSpan.Zero && !_completed;
-            left = System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), until))
-        {
-            _signal.Wait(left);
         }
     }
 
