@@ -202,7 +202,26 @@ public sealed class ClusterTests : IAsyncLifetime
         }
         catch (TimeoutException)
         {
-            Assert.Fail($"{newest.Name} not resolved: {lookup}\n{DnsmasqState(cluster.PrivateNetwork)}");
+            // Which side stopped answering: the same query from the host (dnsmasq alive?), a ping from the frontend to
+            // the gateway (the path), and what listens on port 53 there.
+            var gateway = Gateway(cluster.PrivateSubnet);
+            var fromHost = await Try(() => Repo.RunAsync("busybox", "nslookup", newest.Name, gateway));
+            var ping = await Try(() => NetworkHost.GuestRunAsync(_env, frontend, $"ping -c 2 -W 2 {gateway}"));
+            var listening = await Try(() => Repo.RunAsync("ss", "-lnup", "sport", "=", ":53"));
+            Assert.Fail($"{newest.Name} not resolved: {lookup}\nfrom the host: {fromHost}\nfrontend ping {gateway}: {ping}\nport 53: {listening}\n"
+                + DnsmasqState(cluster.PrivateNetwork));
+        }
+
+        static async Task<string> Try(Func<Task<string>> probe)
+        {
+            try
+            {
+                return await probe();
+            }
+            catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException)
+            {
+                return e.Message;
+            }
         }
     }
 
