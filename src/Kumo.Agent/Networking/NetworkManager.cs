@@ -192,6 +192,9 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
             await IpAsync(ct, "link", "add", "name", record.Bridge, "type", "bridge");
             LogBridgeCreated(record.Bridge, n.Name, record.Subnet);
         }
+        var mac = NetworkNames.BridgeMac(record.Bridge);
+        if (!string.Equals(LinkAddress(record.Bridge), mac, StringComparison.OrdinalIgnoreCase))
+            await IpAsync(ct, "link", "set", record.Bridge, "address", mac);
         await IpAsync(ct, "addr", "replace", $"{record.Gateway}/{subnet.Prefix.ToString(CultureInfo.InvariantCulture)}", "dev", record.Bridge);
         await IpAsync(ct, "link", "set", record.Bridge, "up");
         await EnableForwardingAsync(ct);
@@ -533,6 +536,9 @@ public sealed partial class NetworkManager(string stateDir, ILogger<NetworkManag
     }
 
     public static bool LinkExists(string name) => Directory.Exists($"/sys/class/net/{name}");
+
+    private static string? LinkAddress(string name) =>
+        File.Exists($"/sys/class/net/{name}/address") ? File.ReadAllText($"/sys/class/net/{name}/address").Trim() : null;
 
     /// <summary>The interfaces enslaved to a bridge (its taps).</summary>
     public static IReadOnlyList<string> Ports(string bridge)

@@ -16,6 +16,18 @@ public static class NetworkNames
 
     public static string Bridge(string nodeId, string networkId) => BridgePrefix + Hash($"{nodeId}/{networkId}", 10);
 
+    /// <summary>
+    /// The bridge's own MAC address, set explicitly: a bridge left to the kernel takes the lowest MAC among its ports,
+    /// so it changed whenever a guest's tap joined with a lower one, and guests kept sending to the gateway's old MAC
+    /// (DNS, DHCP renewals and NAT stopped for up to a minute, until their ARP entry expired). Locally administered,
+    /// unicast, and stable for the bridge's name.
+    /// </summary>
+    public static string BridgeMac(string bridge)
+    {
+        var h = SHA256.HashData(Encoding.UTF8.GetBytes(bridge + "/mac"));
+        return $"02:{h[0]:x2}:{h[1]:x2}:{h[2]:x2}:{h[3]:x2}:{h[4]:x2}";
+    }
+
     /// <summary>The VXLAN device that joins this node's bridge of a network to the other nodes' bridges of it.</summary>
     public static string Vxlan(string nodeId, string networkId) => VxlanPrefix + Hash($"{nodeId}/{networkId}", 10);
 

@@ -32,6 +32,30 @@ public sealed class TenantNetworkTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// The bridge (the guests' gateway) has a MAC of its own, set explicitly, and keeps it when a port with a lower MAC
+    /// joins. Left to the kernel it took the lowest port MAC, so a guest joining moved the gateway's MAC and the other
+    /// guests' DNS to it timed out until their ARP entries expired (a cluster test saw 45 s of that after a scale-up).
+    /// </summary>
+    private static async Task AssertBridgeKeepsItsMacAsync(string bridge)
+    {
+        var mac = File.ReadAllText($"/sys/class/net/{bridge}/address").Trim();
+        Assert.Equal("3", File.ReadAllText($"/sys/class/net/{bridge}/addr_assign_type").Trim()); // set, not inherited
+        Assert.StartsWith("02:", mac, StringComparison.Ordinal);
+        const string port = "kmactest0";
+        try
+        {
+            Assert.Equal(0, (await NetworkHost.RunAsync("ip", "tuntap", "add", "dev", port, "mode", "tap")).ExitCode);
+            Assert.Equal(0, (await NetworkHost.RunAsync("ip", "link", "set", port, "address", "00:00:00:00:00:01")).ExitCode);
+            Assert.Equal(0, (await NetworkHost.RunAsync("ip", "link", "set", port, "master", bridge)).ExitCode);
+            Assert.Equal(mac, File.ReadAllText($"/sys/class/net/{bridge}/address").Trim());
+        }
+        finally
+        {
+            await NetworkHost.RunAsync("ip", "link", "del", port);
+        }
+    }
+
     [Fact]
     public async Task GuestsOnOneNetwork_ReachEachOtherByName_OtherProjectIsDropped_AndDeleteLeavesNothing()
     {
@@ -83,6 +107,7 @@ public sealed class TenantNetworkTests : IAsyncLifetime
             Assert.Single(NetworkHost.Dnsmasq(Path.Combine(AgentDir, "networks", id)));
             Assert.True(Directory.Exists($"/sys/class/net/{bridge}"), bridge);
             Assert.Contains(Directory.GetFileSystemEntries($"/sys/class/net/{bridge}/brif"), e => Path.GetFileName(e).StartsWith("kt-", StringComparison.Ordinal));
+            await AssertBridgeKeepsItsMacAsync(bridge);
         }
 
         await DeleteInProjectAsync(null, "a");
