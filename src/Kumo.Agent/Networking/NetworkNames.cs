@@ -22,11 +22,7 @@ public static class NetworkNames
     /// (DNS, DHCP renewals and NAT stopped for up to a minute, until their ARP entry expired). Locally administered,
     /// unicast, and stable for the bridge's name.
     /// </summary>
-    public static string BridgeMac(string bridge)
-    {
-        var h = SHA256.HashData(Encoding.UTF8.GetBytes(bridge + "/mac"));
-        return $"02:{h[0]:x2}:{h[1]:x2}:{h[2]:x2}:{h[3]:x2}:{h[4]:x2}";
-    }
+    public static string BridgeMac(string bridge) => "02:" + string.Join(':', Hash(bridge + "/mac", 10).Chunk(2).Select(c => new string(c)));
 
     /// <summary>The VXLAN device that joins this node's bridge of a network to the other nodes' bridges of it.</summary>
     public static string Vxlan(string nodeId, string networkId) => VxlanPrefix + Hash($"{nodeId}/{networkId}", 10);

@@ -1,8 +1,8 @@
 namespace Kumo.Server.Storage;
 
 /// <summary>
-/// The queue of a single consumer thread that blocks in I/O (the store's writer): producers never
-/// block, and the consumer sleeps in a plain wait until there is work, woken once per burst rather than once per item.
+/// The queue of a single consumer thread that blocks in I/O (the store's writer): producers never block, and the
+/// consumer sleeps in a plain wait until there is work, woken once per burst rather than once per item.
 /// </summary>
 internal sealed class WorkQueue<T>
 {
@@ -10,8 +10,6 @@ internal sealed class WorkQueue<T>
     private readonly SemaphoreSlim _signal = new(0);
     private int _signalled;
     private volatile bool _completed;
-
-    public bool IsCompleted => _completed;
 
     /// <summary>Queues <paramref name="item"/>; false once <see cref="Complete"/> has been called.</summary>
     public bool TryAdd(T item)
