@@ -31,7 +31,8 @@ internal sealed class InProcessServer : IAsyncDisposable
     public Uri Api { get; }
 
     /// <param name="devNoAuthNoAudit">kumod --dev-no-auth-no-audit: no token read, no policy decided, no audit written.</param>
-    public static async Task<InProcessServer> StartAsync(CancellationToken ct, bool devNoAuthNoAudit = false)
+    /// <param name="auditWithoutSync">Audit entries written but not made durable (diagnostic, see KumoServerOptions).</param>
+    public static async Task<InProcessServer> StartAsync(CancellationToken ct, bool devNoAuthNoAudit = false, bool auditWithoutSync = false)
     {
         var stateDir = Directory.CreateTempSubdirectory("kumo-bench-server-").FullName;
         var options = new KumoServerOptions
@@ -42,6 +43,7 @@ internal sealed class InProcessServer : IAsyncDisposable
             // Simulated nodes never heartbeat; keep them up for the whole run.
             Health = new NodeHealthOptions { DownAfter = TimeSpan.FromHours(1) },
             DevNoAuthNoAudit = devNoAuthNoAudit,
+            BenchAuditJournalWithoutSync = auditWithoutSync,
         };
         var app = KumoServer.Build(options, b => b.Logging.SetMinimumLevel(LogLevel.Warning));
         await app.StartAsync(ct);

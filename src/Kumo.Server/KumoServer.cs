@@ -64,6 +64,12 @@ public sealed record KumoServerOptions
     /// The agent endpoint is unchanged (mTLS, node checks).
     /// </summary>
     public bool DevNoAuthNoAudit { get; init; }
+
+    /// <summary>
+    /// Benchmarks only, never a kumod flag: audit entries are written to the journal but NOT made durable before the
+    /// answer, so `./kumo bench` can show how much of AAA's cost is the durable write itself.
+    /// </summary>
+    internal bool BenchAuditJournalWithoutSync { get; init; }
 }
 
 /// <summary>Builds and runs the control plane: REST API, agent gRPC service, store, scheduler and loops.</summary>

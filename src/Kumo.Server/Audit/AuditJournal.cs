@@ -2,14 +2,13 @@ using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using Kumo.Core.Files;
-using Microsoft.Win32.SafeHandles;
 
 namespace Kumo.Server.Audit;
 
 /// <summary>
 /// Where an audit entry becomes durable before its request is answered: append-only segment files of JSON lines,
-/// one write and one fdatasync per batch. The table in kumo.db is filled from here in large, lazy batches, so a
-/// request pays for two system calls shared with its neighbours instead of a SQLite transaction. A segment is deleted
+/// one durable write per batch (<see cref="DurableAppendFile"/>). The table in kumo.db is filled from here in large,
+/// lazy batches, so a request pays for one system call shared with its neighbours instead of a SQLite transaction. A segment is deleted
 /// once every entry in it is in the table; whatever a crash left behind is replayed into the table at the next start.
 /// </summary>
 internal sealed class AuditJournal : IDisposable
@@ -23,13 +22,17 @@ internal sealed class AuditJournal : IDisposable
     private readonly string _directory;
     private readonly Lock _closedLock = new();
     private readonly List<(string Path, long LastSeq)> _closed = [];
-    private SafeFileHandle? _file;
-    private string? _path;
-    private long _offset;
+    private DurableAppendFile? _file;
     private long _lastSeq;
-    private int _dirty;
 
-    public AuditJournal(string stateDir) => _directory = Path.Combine(stateDir, "audit-journal");
+    private readonly bool _sync;
+
+    /// <param name="sync">False: batches are NOT made durable (benchmarks only, see <see cref="KumoServerOptions.BenchAuditJournalWithoutSync"/>).</param>
+    public AuditJournal(string stateDir, bool sync = true)
+    {
+        _directory = Path.Combine(stateDir, "audit-journal");
+        _sync = sync;
+    }
 
     public string Directory => _directory;
 
@@ -110,75 +113,37 @@ internal sealed class AuditJournal : IDisposable
     // ---- appending (one thread)
 
     /// <summary>Writes one batch of lines and makes it durable; <paramref name="lastSeq"/> is its newest entry.</summary>
+    /// <exception cref="IOException">Nobody may be answered for this batch; the next one is written at the same place, chaining from the same head.</exception>
     public void Append(ReadOnlySpan<byte> lines, long lastSeq)
     {
-        try
-        {
-            if (_dirty > lines.Length)
-            {
-                // A failed batch may have left bytes past the end: cover them with zeros, which replay reads as the end.
-                var covered = new byte[_dirty];
-                lines.CopyTo(covered);
-                RandomAccess.Write(_file!, covered, _offset);
-            }
-            else
-            {
-                RandomAccess.Write(_file!, lines, _offset);
-            }
-            DurableFile.SyncData(_file!, _path!);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // Nobody was answered for this batch, and the next one is written at the same place, chaining from the
-            // same head.
-            _dirty = Math.Max(_dirty, lines.Length);
-            throw;
-        }
-        _dirty = 0;
-        _offset += lines.Length;
+        _file!.Append(lines);
         _lastSeq = lastSeq;
-        if (_offset >= SegmentBytes)
+        if (_file.Length >= SegmentBytes)
             Rotate(lastSeq);
     }
 
     /// <summary>Moves on to a new segment; if it cannot be made, the batch stays durable and the old one grows instead.</summary>
     private void Rotate(long lastSeq)
     {
-        var (oldPath, oldFile) = (_path!, _file!);
+        var old = _file!;
         try
         {
             Open(lastSeq);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            (_path, _file) = (oldPath, oldFile);
+            _file = old;
             return;
         }
-        oldFile.Dispose();
+        old.Dispose();
         lock (_closedLock)
-            _closed.Add((oldPath, lastSeq));
+            _closed.Add((old.Path, lastSeq));
     }
 
     private void Open(long lastSeq)
     {
         var path = Path.Combine(_directory, (lastSeq + 1).ToString("D20", CultureInfo.InvariantCulture) + Extension);
-        var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
-        try
-        {
-            // Written out with zeros once, so an append only overwrites blocks the file already has: its fdatasync
-            // then flushes data alone, without a metadata commit for the new size (measured: ~20% less CPU per batch).
-            RandomAccess.Write(file, new byte[SegmentBytes], 0);
-            RandomAccess.FlushToDisk(file);
-            // The new name must survive a crash before any entry in it is acknowledged.
-            DurableFile.SyncDirectory(_directory);
-        }
-        catch
-        {
-            file.Dispose();
-            File.Delete(path);
-            throw;
-        }
-        (_path, _file, _offset, _lastSeq, _dirty) = (path, file, 0, lastSeq, 0);
+        (_file, _lastSeq) = (DurableAppendFile.Create(path, SegmentBytes, sync: _sync), lastSeq);
     }
 
     /// <summary>Deletes the closed segments whose every entry is in the table (called after a table commit).</summary>
@@ -199,11 +164,12 @@ internal sealed class AuditJournal : IDisposable
     {
         if (tableSeq < _lastSeq)
             return;
+        var path = _file?.Path;
         _file?.Dispose();
         _file = null;
         DeleteCovered(tableSeq);
-        if (_path is not null)
-            File.Delete(_path);
+        if (path is not null)
+            File.Delete(path);
     }
 
     public void Dispose() => _file?.Dispose();
