@@ -29,7 +29,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
     public string DirOf(string id) => Path.Combine(InstancesDir, id);
     public static string DomainOf(string id) => $"kumo-{id}";
     private string Disk(string id) => Path.Combine(DirOf(id), "disk.qcow2");
-    private string GenerationFile(string id) => Path.Combine(DirOf(id), "booted-generation");
+    private string GenerationFile(string id) => BootGenerationFile.In(DirOf(id));
     private string DomainFile(string id) => Path.Combine(DirOf(id), "domain.xml");
     public string ReadySocket(string id) => Path.Combine(DirOf(id), "ready.sock");
     private string QemuSerialSocket(string id) => Path.Combine(DirOf(id), "serial-qemu.sock");
@@ -66,7 +66,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
     public VmObservation Inspect(string id)
     {
         var pid = FindPid(id);
-        return new VmObservation(File.Exists(Disk(id)), pid, BootedGeneration(id, pid is not null));
+        return new VmObservation(File.Exists(Disk(id)), pid, BootGenerationFile.Read(GenerationFile(id), alive: pid is not null));
     }
 
     /// <summary>
@@ -88,16 +88,6 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
             }
         }
         return null;
-    }
-
-    /// <summary>As <see cref="QemuDriver"/>: "G pending" from just before a start until it succeeded, then "G".</summary>
-    private long BootedGeneration(string id, bool alive)
-    {
-        if (!File.Exists(GenerationFile(id))) return 0;
-        var parts = File.ReadAllText(GenerationFile(id)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length == 0 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var generation)) return 0;
-        var pending = parts.Length > 1 && parts[1] == "pending";
-        return pending && !alive ? generation - 1 : generation;
     }
 
     /// <summary>Makes the overlay and defines the domain, so a VM created stopped is listed (shut off) by libvirt too.</summary>
@@ -140,7 +130,7 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         var id = spec.Id;
         if (spec.Nics is { Count: > 0 })
             throw new InvalidOperationException("a templated VM's network is fixed by its template; Kumo networks cannot be attached");
-        await AtomicFile.WriteAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
+        await BootGenerationFile.MarkPendingAsync(GenerationFile(id), generation, ct);
         try
         {
             await DefineAsync(spec, ct);
@@ -149,10 +139,10 @@ public sealed partial class LibvirtDriver(Virsh virsh, string stateDir, string n
         }
         catch (InvalidOperationException)
         {
-            await AtomicFile.WriteAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
+            await BootGenerationFile.MarkFailedAsync(GenerationFile(id), generation);
             throw;
         }
-        await AtomicFile.WriteAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
+        await BootGenerationFile.MarkBootedAsync(GenerationFile(id), generation, ct);
         LogStarted(spec.Name, id, DomainOf(id));
     }
 

@@ -19,7 +19,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
     private string Disk(string id) => Path.Combine(DirOf(id), "disk.qcow2");
     public string DiskPath(string id) => Disk(id);
     private string PidFile(string id) => Path.Combine(DirOf(id), "qemu.pid");
-    private string GenerationFile(string id) => Path.Combine(DirOf(id), "booted-generation");
+    private string GenerationFile(string id) => BootGenerationFile.In(DirOf(id));
     public string QmpSocket(string id) => Path.Combine(DirOf(id), "qmp.sock");
     public string ReadySocket(string id) => Path.Combine(DirOf(id), "ready.sock");
 
@@ -52,20 +52,7 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         if (File.Exists(PidFile(id)) && int.TryParse(File.ReadAllText(PidFile(id)).Trim(), CultureInfo.InvariantCulture, out var p)
             && ProcessRunner.IsAlive(p, QmpSocket(id)))
             pid = p;
-        return new VmObservation(File.Exists(Disk(id)) && Directory.Exists(dir), pid, BootedGeneration(id, pid is not null));
-    }
-
-    /// <summary>
-    /// The generation file says "G pending" from just before a launch until QEMU is up, then "G". A pending
-    /// launch whose QEMU is alive did happen; one whose QEMU is absent was interrupted and never booted.
-    /// </summary>
-    private long BootedGeneration(string id, bool alive)
-    {
-        if (!File.Exists(GenerationFile(id))) return 0;
-        var parts = File.ReadAllText(GenerationFile(id)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length == 0 || !long.TryParse(parts[0], CultureInfo.InvariantCulture, out var generation)) return 0;
-        var pending = parts.Length > 1 && parts[1] == "pending";
-        return pending && !alive ? generation - 1 : generation;
+        return new VmObservation(File.Exists(Disk(id)) && Directory.Exists(dir), pid, BootGenerationFile.Read(GenerationFile(id), alive: pid is not null));
     }
 
     public async Task EnsureDiskAsync(VmSpec spec, CancellationToken ct)
@@ -91,16 +78,16 @@ public sealed partial class QemuDriver(string stateDir, string accelerator, ILog
         foreach (var stale in new[] { PidFile(id), QmpSocket(id), ReadySocket(id), QemuSerialSocket(id), DebugFile(id) })
             File.Delete(stale);
         // Record the generation before launching: if the agent dies right after, the adopted guest is known.
-        await AtomicFile.WriteAsync(GenerationFile(id), $"{generation.ToString(CultureInfo.InvariantCulture)} pending", ct);
+        await BootGenerationFile.MarkPendingAsync(GenerationFile(id), generation, ct);
         if (spec.Seed is { } seed) await seed.EnsureAsync(SeedImage(id), ct);
         var args = BuildArgs(spec);
         var r = await ProcessRunner.RunAsync(qemuBinary, args, ct, DirOf(id));
         if (r.ExitCode != 0)
         {
-            await AtomicFile.WriteAsync(GenerationFile(id), (generation - 1).ToString(CultureInfo.InvariantCulture), CancellationToken.None);
+            await BootGenerationFile.MarkFailedAsync(GenerationFile(id), generation);
             throw new InvalidOperationException($"qemu failed to start: {FirstLines(r.Stderr)}");
         }
-        await AtomicFile.WriteAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), ct);
+        await BootGenerationFile.MarkBootedAsync(GenerationFile(id), generation, ct);
         LogLaunched(spec.Name, id, Accelerator);
     }
 
