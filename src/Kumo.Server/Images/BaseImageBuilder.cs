@@ -129,21 +129,9 @@ public sealed partial class BaseImageBuilder(
         catch (Exception e)
         {
             if (stored) File.Delete(final);
-            var why = e switch
-            {
-                SqliteException { SqliteErrorCode: 19 } => $"an image named '{distro}' was created meanwhile",
-                OperationCanceledException => "kumod is shutting down",
-                _ => e.Message,
-            };
+            var why = ImageFailure.Why(e, distro);
             LogBuildFailed(distro, why);
-            try
-            {
-                await operations.FinishAsync(opId, false, "build failed", why, CancellationToken.None);
-            }
-            catch (Exception again) when (again is not OutOfMemoryException)
-            {
-                LogBuildFailed(distro, "recording the failure: " + again.Message);
-            }
+            await ImageFailure.RecordAsync(operations, opId, "build failed", why, reason => LogBuildFailed(distro, reason));
         }
         finally
         {

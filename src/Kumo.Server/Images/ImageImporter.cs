@@ -181,22 +181,9 @@ public sealed partial class ImageImporter(
         catch (Exception e)
         {
             if (stored) File.Delete(final);
-            var why = e switch
-            {
-                SqliteException { SqliteErrorCode: 19 } => $"an image named '{name}' was created meanwhile",
-                ProblemException p => p.Detail ?? p.Title,
-                OperationCanceledException => "kumod is shutting down",
-                _ => e.Message,
-            };
+            var why = ImageFailure.Why(e, name);
             LogImportFailed(name, why);
-            try
-            {
-                await operations.FinishAsync(opId, false, "import failed", why, CancellationToken.None);
-            }
-            catch (Exception again) when (again is not OutOfMemoryException)
-            {
-                LogImportFailed(name, "recording the failure: " + again.Message);
-            }
+            await ImageFailure.RecordAsync(operations, opId, "import failed", why, reason => LogImportFailed(name, reason));
         }
         finally
         {
