@@ -103,12 +103,14 @@ public sealed class ClusterTests : IAsyncLifetime
     [Fact]
     public async Task AShortReservation_StartsOnItsOwn_WarnsBeforeTheEnd_AndReleasesEverything()
     {
+        // The start leaves the three CLI calls below time to finish first, even on a loaded machine (CI once saw
+        // them take over 5 s, and the members were already running at the check).
         var reserved = await _env.CliAsync("cluster", "create", "short", "--nodes", "1", "--subnet", "10.66.3.0/24",
-            "--frontend-memory", "128M", "--node-memory", "128M", "--start", "+5s", "--end", "+90s");
+            "--frontend-memory", "128M", "--node-memory", "128M", "--start", "+15s", "--end", "+100s");
         Ok(reserved);
         Assert.Contains("scheduled", reserved.Out, StringComparison.Ordinal);
         // A single VM on the same calendar and window: created under its own name at the start, deleted at the end.
-        var solo = await _env.CliAsync("vm", "create", "solo", "--memory", "128M", "--start", "+5s", "--end", "+90s");
+        var solo = await _env.CliAsync("vm", "create", "solo", "--memory", "128M", "--start", "+15s", "--end", "+100s");
         Ok(solo);
         Assert.Contains("scheduled", solo.Out, StringComparison.Ordinal);
         var list = await _env.CliAsync("reservation", "list");
