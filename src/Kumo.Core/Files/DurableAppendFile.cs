@@ -94,6 +94,7 @@ public sealed class DurableAppendFile : IDisposable
 
     /// <summary>Writes <paramref name="bytes"/> after what is there and returns once they are durable.</summary>
     /// <exception cref="IOException">Nothing of this append is durable; the next one is written at the same place.</exception>
+    /// <exception cref="UnauthorizedAccessException">The same, when the file may no longer be written (e.g. made immutable).</exception>
     public void Append(ReadOnlySpan<byte> bytes)
     {
         try
@@ -103,7 +104,7 @@ public sealed class DurableAppendFile : IDisposable
             else
                 AppendBuffered(bytes);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Part of it may be on the disk past the end: the next append covers it with zeros, which readers take
             // as the end, so nothing of this one can be read back after a later, shorter append.

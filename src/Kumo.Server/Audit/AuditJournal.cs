@@ -8,8 +8,9 @@ namespace Kumo.Server.Audit;
 /// <summary>
 /// Where an audit entry becomes durable before its request is answered: append-only segment files of JSON lines,
 /// one durable write per batch (<see cref="DurableAppendFile"/>). The table in kumo.db is filled from here in large,
-/// lazy batches, so a request pays for one system call shared with its neighbours instead of a SQLite transaction. A segment is deleted
-/// once every entry in it is in the table; whatever a crash left behind is replayed into the table at the next start.
+/// lazy batches, so a request pays for one system call shared with its neighbours instead of a SQLite transaction. A
+/// segment is deleted once every entry in it is in the table; whatever a crash left behind is replayed into the table
+/// at the next start.
 /// </summary>
 internal sealed class AuditJournal : IDisposable
 {
