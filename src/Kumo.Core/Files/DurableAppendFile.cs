@@ -81,7 +81,7 @@ public sealed class DurableAppendFile : IDisposable
     {
         if (allowDirectIo && OperatingSystem.IsLinux() && DirectFlag() is { } direct)
         {
-            var fd = open(path, OWriteOnly | OCloseOnExec | ODataSync | direct);
+            var fd = DurableFile.open(path, OWriteOnly | OCloseOnExec | ODataSync | direct);
             if (fd >= 0)
                 return new DurableAppendFile(new SafeFileHandle(fd, ownsHandle: true), path, direct: true, sync);
             var errno = Marshal.GetLastPInvokeError();
@@ -174,7 +174,4 @@ public sealed class DurableAppendFile : IDisposable
         Architecture.Arm64 => 0x10000,
         _ => null,
     };
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 }

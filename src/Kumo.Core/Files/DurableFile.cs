@@ -82,8 +82,9 @@ public static class DurableFile
     [DllImport("libc", SetLastError = true)]
     private static extern int fdatasync(int fd);
 
+    /// <summary>open(2), for what <see cref="FileStream"/> cannot ask for (a directory, O_DIRECT).</summary>
     [DllImport("libc", SetLastError = true)]
-    private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+    internal static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 
     [DllImport("libc", SetLastError = true)]
     private static extern int fsync(int fd);
